@@ -1,0 +1,81 @@
+"""The Board interface: what edgeward needs of the hardware under it."""
+
+from __future__ import annotations
+
+import abc
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from edgeward.board.bootenv import BootEnv
+from edgeward.board.fuses import FuseState
+from edgeward.trust.hashtree import Reader
+
+PARTITIONS = ("bl2", "kernel_a", "kernel_b", "rootfs_a", "rootfs_b")
+
+
+def kernel_partition(slot: str) -> str:
+    return f"kernel_{slot}"
+
+
+def rootfs_partition(slot: str) -> str:
+    return f"rootfs_{slot}"
+
+
+class Board(abc.ABC):
+    """Fuses, flash partitions, the boot environment, RAM that a power cycle clears."""
+
+    # --- fuses (OTP) -------------------------------------------------------
+    @abc.abstractmethod
+    def fuses(self) -> FuseState: ...
+
+    @abc.abstractmethod
+    def burn(self, field: str, value: bytes) -> None:
+        """Burn a write-once field (root_key_hash, huk, debug_disable)."""
+
+    @abc.abstractmethod
+    def advance_security_version(self, version: int) -> None: ...
+
+    @abc.abstractmethod
+    def read_huk(self) -> bytes:
+        """The HUK, until :meth:`lock_huk` is called in this power cycle."""
+
+    @abc.abstractmethod
+    def lock_huk(self) -> None: ...
+
+    @abc.abstractmethod
+    def huk_locked(self) -> bool: ...
+
+    # --- power ---------------------------------------------------------------
+    @abc.abstractmethod
+    def power_on(self) -> None:
+        """Reset: clear RAM and the HUK lock; recover from interrupted writes."""
+
+    # --- flash ---------------------------------------------------------------
+    @abc.abstractmethod
+    def read(self, partition: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def reader(self, partition: str) -> AbstractContextManager[tuple[Reader, int] | None]:
+        """A positional reader over a partition and its size (None if empty)."""
+
+    @abc.abstractmethod
+    def write(self, partition: str, data: bytes | Path) -> None:
+        """Replace a partition atomically, from bytes or from a file streamed in."""
+
+    @abc.abstractmethod
+    def read_env(self) -> BootEnv | None: ...
+
+    @abc.abstractmethod
+    def write_env(self, env: BootEnv) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def data_dir(self) -> Path:
+        """The data area (the encrypted /data on a real gateway)."""
+
+    # --- RAM (volatile, per power cycle) ------------------------------------
+    @abc.abstractmethod
+    def ram_read(self, name: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def ram_write(self, name: str, data: bytes) -> None: ...

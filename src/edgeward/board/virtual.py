@@ -1,0 +1,156 @@
+"""VirtualBoard: a gateway's hardware modelled over files in a device directory.
+
+::
+
+    DEV/fuses.bin          the OTP bank (see fuses.py)
+    DEV/flash/<part>.img   bl2, kernel_a/b, rootfs_a/b (replaced atomically)
+    DEV/flash/bootenv.0|1  redundant boot environment
+    DEV/flash/data/        the data area
+    DEV/ram/               volatile: cleared at power-on (HUK lock, measurements)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgeward.board import bootenv, fuses
+from edgeward.board.base import PARTITIONS, Board
+from edgeward.errors import FuseError, InputError
+from edgeward.files import private_dir, remove_stale_temporaries, write_atomic
+from edgeward.trust.hashtree import Reader
+
+CHUNK = 1 << 20
+
+
+def _chunks(src: Path) -> Iterator[bytes]:
+    with src.open("rb") as f:
+        while block := f.read(CHUNK):
+            yield block
+
+
+class VirtualBoard(Board):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._fuses = root / "fuses.bin"
+        self._flash = root / "flash"
+        self._ram = root / "ram"
+
+    # --- lifecycle -------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path) -> VirtualBoard:
+        """A blank board: unburnt fuses, empty flash."""
+        private_dir(root)
+        board = cls(root)
+        private_dir(board._flash)
+        private_dir(board._flash / "data")
+        private_dir(board._ram)
+        if not board._fuses.exists():
+            write_atomic(board._fuses, fuses.blank(), mode=0o600)
+        return board
+
+    @classmethod
+    def open(cls, root: Path) -> VirtualBoard:
+        board = cls(root)
+        if not board._fuses.is_file():
+            raise InputError(f"no gateway at {root} (no fuse bank): provision it first")
+        return board
+
+    # --- fuses -------------------------------------------------------------------
+    def _bank(self) -> bytes:
+        return self._fuses.read_bytes()
+
+    def fuses(self) -> fuses.FuseState:
+        return fuses.decode(self._bank())
+
+    def burn(self, field: str, value: bytes) -> None:
+        if field not in fuses.LOCK_BITS:
+            raise FuseError(f"{field} is not a write-once fuse field")
+        write_atomic(self._fuses, fuses.burn_once(self._bank(), field, value), mode=0o600)
+
+    def advance_security_version(self, version: int) -> None:
+        write_atomic(self._fuses, fuses.advance_security_version(self._bank(), version),
+                     mode=0o600)
+
+    def read_huk(self) -> bytes:
+        if self.huk_locked():
+            raise FuseError("the HUK is locked until the next reset")
+        if not self.fuses().huk_burnt:
+            raise FuseError("no HUK is burnt")
+        return fuses.huk(self._bank())
+
+    def lock_huk(self) -> None:
+        self.ram_write("huk.lock", b"1")
+
+    def huk_locked(self) -> bool:
+        return (self._ram / "huk.lock").exists()
+
+    # --- power -----------------------------------------------------------------
+    def power_on(self) -> None:
+        shutil.rmtree(self._ram, ignore_errors=True)
+        private_dir(self._ram)
+        remove_stale_temporaries(self._flash)
+
+    # --- flash -------------------------------------------------------------------
+    def _part(self, partition: str) -> Path:
+        if partition not in PARTITIONS:
+            raise InputError(f"no flash partition {partition!r}")
+        return self._flash / f"{partition}.img"
+
+    def partition_path(self, partition: str) -> Path:
+        """The file behind a partition (tests and tools that tamper with flash)."""
+        return self._part(partition)
+
+    def read(self, partition: str) -> bytes | None:
+        try:
+            return self._part(partition).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def reader(self, partition: str) -> Iterator[tuple[Reader, int] | None]:
+        try:
+            fd = os.open(self._part(partition), os.O_RDONLY)
+        except FileNotFoundError:
+            yield None
+            return
+        try:
+            yield (lambda offset, size: os.pread(fd, size, offset)), os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    def write(self, partition: str, data: bytes | Path) -> None:
+        if isinstance(data, Path):
+            write_atomic(self._part(partition), _chunks(data), mode=0o600)
+        else:
+            write_atomic(self._part(partition), data, mode=0o600)
+
+    def read_env(self) -> bootenv.BootEnv | None:
+        found = bootenv.newest([self._read_opt(self._flash / f"bootenv.{i}") for i in (0, 1)])
+        return found[0] if found else None
+
+    def write_env(self, env: bootenv.BootEnv) -> None:
+        found = bootenv.newest([self._read_opt(self._flash / f"bootenv.{i}") for i in (0, 1)])
+        target, seq = (0, 1) if found is None else (1 - found[1], found[0].seq + 1)
+        write_atomic(self._flash / f"bootenv.{target}", env.with_seq(seq).encode(), mode=0o600)
+
+    @staticmethod
+    def _read_opt(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    @property
+    def data_dir(self) -> Path:
+        return self._flash / "data"
+
+    # --- RAM ---------------------------------------------------------------------
+    def ram_read(self, name: str) -> bytes | None:
+        return self._read_opt(self._ram / name)
+
+    def ram_write(self, name: str, data: bytes) -> None:
+        write_atomic(private_dir(self._ram) / name, data, mode=0o600)

@@ -1,0 +1,43 @@
+"""``edgeward demo``."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from edgeward.cli.common import json_option
+from edgeward.cli.output import console, emit_json, err_console
+from edgeward.demo import run
+from edgeward.errors import StateError
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to keep the factory and gateways (default: a new temp dir).")
+@json_option
+def demo(directory: Path | None, as_json: bool) -> None:
+    """The whole story on virtual gateways, with a summary at the end."""
+    directory = directory or Path(tempfile.mkdtemp(prefix="edgeward-demo-"))
+    if directory.exists() and any(directory.iterdir()):
+        raise StateError(f"{directory} is not empty: give the demo a new directory")
+    say = err_console.print if as_json else console.print
+    result = run(directory, say)
+    if as_json:
+        emit_json({"directory": str(directory), "ok": result.ok,
+                   "gateways": [g.to_dict() for g in result.gateways]})
+    else:
+        table = Table(title="edgeward demo: summary")
+        for column in ("gateway", "first boot", "attestation", "after tamper", "refused at",
+                       "reason"):
+            table.add_column(column)
+        for g in result.gateways:
+            table.add_row(g.serial, g.first_boot, g.attestation,
+                          "[red]refused[/]" if g.after_tamper == "refused" else g.after_tamper,
+                          g.refused_stage or "-", g.reason or "-")
+        console.print(table)
+        console.print(f"files kept in {directory}")
+    if not result.ok:
+        raise StateError("the demo did not go as it should: see the summary above")

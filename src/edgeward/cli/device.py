@@ -1,0 +1,124 @@
+"""``edgeward device``: what runs on the (virtual) gateway."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from edgeward.board.virtual import VirtualBoard
+from edgeward.cli.common import device_option, json_option
+from edgeward.cli.output import byte_progress, console, emit_json
+from edgeward.device import attest as attest_mod
+from edgeward.device.boot.chain import boot as run_boot
+from edgeward.device.boot.chain import last_boot
+from edgeward.device.boot.report import BootReport
+from edgeward.device.boot.slots import commit as commit_env
+from edgeward.device.status import status as device_status
+from edgeward.errors import StateError
+from edgeward.files import write_atomic
+
+
+@click.group()
+def device() -> None:
+    """The gateway side: boot, attest, status."""
+
+
+def print_boot(report: BootReport) -> None:
+    table = Table(title=f"boot: {report.verdict} (slot {report.slot or '-'})")
+    table.add_column("stage")
+    table.add_column("result")
+    table.add_column("detail")
+    for stage in report.stages:
+        table.add_row(stage.name, "[green]ok[/]" if stage.ok else "[red]REFUSED[/]",
+                      stage.detail)
+    console.print(table)
+    if report.fallback:
+        console.print(f"[yellow]fallback:[/] {report.fallback}")
+    console.print(f"register {report.register.hex()[:48]}…")
+
+
+@device.command()
+@device_option
+@json_option
+def boot(device: Path, as_json: bool) -> None:
+    """Power on: ROM -> BL2 -> kernel -> OS stage. Exits non-zero on refusal."""
+    board = VirtualBoard.open(device)
+    with byte_progress("verifying rootfs") as update:
+        report = run_boot(board, None if as_json else update)
+    if as_json:
+        emit_json({"device": str(device), **report.to_dict()})
+    else:
+        print_boot(report)
+    if report.refused_stage:
+        click.echo(f"edgeward: error: boot refused at {report.refused_stage}: {report.reason}",
+                   err=True)
+        raise SystemExit(5)
+
+
+@device.command()
+@device_option
+@click.option("--nonce", required=True, help="The verifier's fresh nonce (hex, 16-64 bytes).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the signed quote to this file.")
+@json_option
+def attest(device: Path, nonce: str, out: Path | None, as_json: bool) -> None:
+    """Sign a quote of this boot's measurements with the device identity key."""
+    board = VirtualBoard.open(device)
+    quote, envelope = attest_mod.quote(board, attest_mod.parse_nonce(nonce))
+    if out is not None:
+        write_atomic(out, envelope)
+    if as_json:
+        emit_json({"serial": quote.serial, "nonce": quote.nonce.hex(),
+                   "register": quote.register.hex(), "slot": quote.slot,
+                   "events": [e.to_dict() for e in quote.events],
+                   "quote": json.loads(envelope)})
+        return
+    console.print(f"quote for [bold]{quote.serial}[/] slot {quote.slot}, "
+                  f"register {quote.register.hex()[:32]}…, {len(quote.events)} events")
+    if out is None:
+        click.echo(envelope.decode())
+
+
+@device.command()
+@device_option
+@json_option
+def status(device: Path, as_json: bool) -> None:
+    """Identity, fuses, slots and the last boot of a gateway."""
+    info = device_status(VirtualBoard.open(device))
+    if as_json:
+        emit_json(info)
+        return
+    _print_status(info)
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    console.print(f"[bold]{info['serial'] or '(no identity)'}[/]  model {info['model'] or '-'}")
+    fuses = info["fuses"]
+    console.print(f"  fuses: security version {fuses['security_version']}, debug "
+                  f"{'disabled' if fuses['debug_disable'] else '[red]OPEN[/]'}, "
+                  f"HUK {'burnt' if fuses['huk_burnt'] else 'absent'}")
+    env = info["boot_env"] or {}
+    console.print(f"  boot env: active {env.get('active')}, try_boot {env.get('try_boot')}, "
+                  f"boot count {env.get('boot_count')}/{env.get('boot_limit')}")
+    for slot, version in info["slots"].items():
+        console.print(f"  slot {slot}: {version or 'empty'}")
+    last = info["last_boot"]
+    console.print(f"  last boot: {last['verdict'] if last else 'none this power cycle'}")
+
+
+@device.command()
+@device_option
+def commit(device: Path) -> None:
+    """Mark the slot booted on trial as good (what a passing health check does)."""
+    board = VirtualBoard.open(device)
+    last = last_boot(board)
+    env = board.read_env()
+    if last is None or last["verdict"] != "booted" or env is None:
+        raise StateError("only a slot that booted in this power cycle can be committed")
+    board.write_env(commit_env(env, last["slot"]))
+    console.print(f"slot {last['slot']} committed")
+

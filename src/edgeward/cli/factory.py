@@ -1,0 +1,74 @@
+"""``edgeward factory``: OEM keys and provisioning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeward.cli.common import (
+    device_option,
+    json_option,
+    now,
+    passphrase_option,
+    read_passphrase,
+)
+from edgeward.cli.output import console, emit_json
+from edgeward.factory import station
+from edgeward.factory.provision import provision as do_provision
+
+
+@click.group()
+def factory() -> None:
+    """The factory station: OEM keys, manufacturer CA, provisioning gateways."""
+
+
+@factory.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", default="ew-gw1", show_default=True, help="Gateway model name.")
+@click.option("--manufacturer", default="edgeward OEM", show_default=True,
+              help="Organisation named in the CA certificate.")
+@click.option("--os-version", default="1.0.0", show_default=True,
+              help="Version of the first OS release built for the factory.")
+@click.option("--security-version", default=1, show_default=True, type=click.IntRange(0, 64),
+              help="Security version of that release (fused at provisioning).")
+@passphrase_option
+@json_option
+def init(directory: Path, model: str, manufacturer: str, os_version: str,
+         security_version: int, passphrase_file: Path | None, as_json: bool) -> None:
+    """Make the OEM keys (boot root, kernel, CA, station, escrow) and the first release."""
+    made = station.init(directory, model, manufacturer, os_version, security_version,
+                        read_passphrase(passphrase_file), now())
+    config = made.config
+    if as_json:
+        emit_json({"factory": str(directory), **config})
+        return
+    console.print(f"[bold green]factory ready[/] in {directory} (model {model})")
+    for name, kid in dict(config["keys"]).items():  # type: ignore[call-overload]
+        console.print(f"  {name:10} key {kid[:24]}…")
+    console.print(f"  release {os_version} (security version {security_version}) signed")
+
+
+@factory.command()
+@click.option("--factory", "factory_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path), help="The factory directory.")
+@device_option
+@click.option("--serial", required=True, help="The gateway's serial number.")
+@click.option("--server", help="Fleet server URL to enrol with (needs the fleet server).")
+@passphrase_option
+@json_option
+def provision(factory_dir: Path, device: Path, serial: str, server: str | None,
+              passphrase_file: Path | None, as_json: bool) -> None:
+    """Make one gateway: burn fuses, flash slot A, device identity, record."""
+    result = do_provision(station.open_factory(factory_dir), device, serial,
+                          read_passphrase(passphrase_file), now(), server)
+    if as_json:
+        emit_json({"serial": result.serial, "device": str(result.device),
+                   "certificate_sha384": result.certificate_sha384,
+                   "fuse_hash": result.fuse_hash, "record": str(result.record),
+                   "test_boot": result.boot.to_dict()})
+        return
+    console.print(f"[bold green]provisioned[/] {serial} in {device}")
+    console.print(f"  certificate sha384 {result.certificate_sha384[:32]}…")
+    console.print(f"  fuse hash          {result.fuse_hash[:32]}…")
+    console.print(f"  test boot          {result.boot.verdict} (slot {result.boot.slot})")

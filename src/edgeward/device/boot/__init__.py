@@ -1,0 +1,1 @@
+"""The verified, measured boot chain: ROM -> BL2 -> kernel (initrd) -> OS stage."""

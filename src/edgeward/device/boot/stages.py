@@ -1,0 +1,145 @@
+"""The four boot stages. Each verifies and measures the next, or refuses.
+
+A stage raises :class:`BootRefused` naming itself; the chain stops there and
+nothing after it runs. Verification itself is delegated to the pure checks in
+:mod:`edgeward.trust`; what is here is reading the board and deciding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgeward.board.base import Board, kernel_partition, rootfs_partition
+from edgeward.board.fuses import FuseState
+from edgeward.device.boot.report import BootReport
+from edgeward.device.boot.slots import choose_slot
+from edgeward.errors import BootRefused, Error
+from edgeward.files import write_secret
+from edgeward.trust import wrap
+from edgeward.trust.digest import sha384_hex
+from edgeward.trust.hashtree import verify_all
+from edgeward.trust.manifest import Bl2Manifest, KernelBundle, verify_bl2, verify_kernel_bundle
+from edgeward.trust.measurement import COMPONENTS, Event, os_state_digest
+
+DATA_KEY_BLOB = "data-volume.key.wrapped"
+DATA_KEY_PURPOSE = b"edgeward data-volume v1"
+
+
+@dataclass
+class Context:
+    board: Board
+    report: BootReport
+    fuses: FuseState
+    progress: Callable[[int, int], None] | None = None
+    bl2: Bl2Manifest | None = None
+    bundle: KernelBundle | None = None
+
+
+def _refuse(stage: str, error: Error | str) -> BootRefused:
+    return BootRefused(stage, error.message if isinstance(error, Error) else error)
+
+
+def rom(ctx: Context) -> None:
+    """Boot ROM: trust only a BL2 signed by the key whose hash is fused."""
+    if "root_key_hash" not in ctx.fuses.locked:
+        raise _refuse("rom", "no root key hash is fused: this board is not provisioned")
+    image = ctx.board.read("bl2")
+    if image is None:
+        raise _refuse("rom", "the BL2 partition is empty")
+    try:
+        ctx.bl2 = verify_bl2(image, ctx.fuses.root_key_hash, ctx.fuses.security_version)
+    except Error as e:
+        raise _refuse("rom", e) from e
+    ctx.report.versions["bl2"] = ctx.bl2.version
+    ctx.report.measure(Event("rom", COMPONENTS["rom"], sha384_hex(image), ctx.bl2.version,
+                             ctx.bl2.security_version, ctx.bl2.signer))
+
+
+def bl2(ctx: Context) -> None:
+    """BL2: pick the slot (A/B, try-boot), verify the kernel bundle with its embedded keys."""
+    assert ctx.bl2 is not None
+    env = ctx.board.read_env()
+    if env is None:
+        raise _refuse("bl2", "the boot environment is missing or corrupt in both copies")
+    env, fallback = choose_slot(env)
+    ctx.board.write_env(env)  # the try is counted before the kernel runs, as U-Boot does
+    ctx.report.slot, ctx.report.fallback = env.active, fallback
+    image = ctx.board.read(kernel_partition(env.active))
+    if image is None:
+        raise _refuse("bl2", f"kernel slot {env.active} is empty")
+    try:
+        ctx.bundle = verify_kernel_bundle(image, ctx.bl2.kernel_keys, ctx.fuses.security_version)
+    except Error as e:
+        raise _refuse("bl2", f"slot {env.active}: {e.message}") from e
+    ctx.report.versions["kernel"] = ctx.bundle.version
+    ctx.report.measure(Event("bl2", COMPONENTS["bl2"], sha384_hex(image), ctx.bundle.version,
+                             ctx.bundle.security_version, ctx.bundle.signer))
+
+
+def kernel(ctx: Context) -> None:
+    """Kernel (initrd): verify the rootfs against the root hash the bundle signs."""
+    assert ctx.bundle is not None
+    slot, params = ctx.report.slot, ctx.bundle.rootfs
+    with ctx.board.reader(rootfs_partition(slot)) as source:
+        if source is None:
+            raise _refuse("kernel", f"rootfs slot {slot} is empty")
+        read, size = source
+        if size != ctx.bundle.rootfs_size:
+            raise _refuse("kernel", f"rootfs slot {slot} is {size} bytes, the signed "
+                                    f"manifest says {ctx.bundle.rootfs_size}")
+        progress = ctx.progress
+
+        def report(done: int) -> None:
+            if progress is not None:
+                progress(done, params.data_size)
+
+        try:
+            verify_all(read, params, report)
+        except Error as e:
+            raise _refuse("kernel", f"slot {slot}: {e.message}") from e
+    ctx.report.versions["rootfs"] = ctx.bundle.version
+    ctx.report.measure(Event("kernel", COMPONENTS["kernel"], params.root_hash.hex(),
+                             ctx.bundle.version, ctx.bundle.security_version,
+                             ctx.bundle.signer))
+
+
+def _binding(ctx: Context) -> bytes:
+    # Bound to who signed the chain, not to exact hashes: a signed update needs no reseal.
+    assert ctx.bl2 is not None and ctx.bundle is not None
+    return f"root={ctx.fuses.root_key_hash.hex()};kernel={ctx.bundle.signer}".encode()
+
+
+def os_stage(ctx: Context) -> None:
+    """OS stage: refuse an open debug port, unseal the data key, lock the HUK."""
+    assert ctx.bundle is not None
+    if not ctx.fuses.debug_disable:
+        raise _refuse("os", "the debug port is open (debug_disable fuse not burnt): "
+                            "a production OS does not run on it")
+    try:
+        kek = wrap.derive_kek(ctx.board.read_huk(), DATA_KEY_PURPOSE, _binding(ctx))
+    except Error as e:
+        raise _refuse("os", e) from e
+    blob_path = ctx.board.data_dir / DATA_KEY_BLOB
+    try:
+        if blob_path.exists():
+            wrap.unwrap(kek, blob_path.read_bytes(), _binding(ctx))
+        else:  # first boot: the device makes its own data key, known to no one
+            write_secret(blob_path, wrap.wrap(kek, os.urandom(32), _binding(ctx)))
+    except Error as e:
+        raise _refuse("os", "the data volume key does not unseal: not the board it was "
+                            "provisioned on, or a chain signed by other keys") from e
+    finally:
+        ctx.board.lock_huk()  # close the door behind us, whatever happened
+    ctx.report.measure(Event("os", COMPONENTS["os"],
+                             os_state_digest(True, ctx.board.huk_locked(), "unsealed"),
+                             ctx.bundle.version, ctx.bundle.security_version, ""))
+
+
+STAGES: tuple[tuple[str, Callable[[Context], None], str], ...] = (
+    ("rom", rom, "BL2 signed by the fused root key"),
+    ("bl2", bl2, "kernel bundle signed by a key BL2 trusts"),
+    ("kernel", kernel, "rootfs matches the signed hash tree"),
+    ("os", os_stage, "debug closed, data key unsealed, HUK locked"),
+)

@@ -1,0 +1,1 @@
+"""The factory station: OEM keys, the manufacturer CA, provisioning of gateways."""

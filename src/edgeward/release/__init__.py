@@ -1,0 +1,1 @@
+"""Release tooling: building and signing OS images (and, later, TUF publishing)."""
