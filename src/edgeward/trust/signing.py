@@ -104,6 +104,9 @@ def verify_any(
     if len(good) < threshold:
         if not any(s.keyid in trusted for s in signatures):
             raise SignatureError(f"{what}: not signed by any trusted key")
+        if not good and threshold == 1:
+            raise SignatureError(f"{what}: the signature by the trusted key does not verify "
+                                 "(the signed bytes were altered or the signature forged)")
         raise SignatureError(
             f"{what}: {len(good)} valid signature(s) from trusted keys, {threshold} required"
         )
