@@ -127,9 +127,12 @@ class Fields:
 
         def decode(s: str) -> bytes:
             try:
-                return base64.b64decode(s, validate=True)
+                raw = base64.b64decode(s, validate=True)
             except binascii.Error as e:
                 raise ValueError(str(e)) from e
+            if base64.b64encode(raw).decode() != s:  # one encoding per value: no malleability
+                raise ValueError("non-canonical base64")
+            return raw
 
         return self.decoded(key, decode, size, "base64", max_len)
 

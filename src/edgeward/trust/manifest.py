@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from edgeward.errors import ManifestError, RollbackError, SignatureError
+from edgeward.errors import KeyFileError, ManifestError, RollbackError, SignatureError
 from edgeward.trust.canonical import Fields, canonical, load_object
 from edgeward.trust.envelope import Envelope, open_envelope, parse_envelope, seal_envelope
 from edgeward.trust.hashtree import TreeParams
@@ -60,11 +60,11 @@ class Bl2Manifest:
             f.fail("no kernel keys")
         keys = []
         for i, raw in enumerate(raw_keys):
-            if not isinstance(raw, str):
-                f.fail(f"kernel_keys[{i}] must be a base64 string")
+            der = Fields({"key": raw}, f"BL2 manifest.kernel_keys[{i}]", ManifestError).b64_(
+                "key", max_len=1024)
             try:
-                keys.append(load_public(base64.b64decode(raw, validate=True)))
-            except Exception as e:  # binascii.Error, KeyFileError
+                keys.append(load_public(der))
+            except KeyFileError as e:
                 raise ManifestError(f"BL2 manifest: kernel_keys[{i}] is not a public key") from e
         return cls(
             version=f.str_("version", MAX_VERSION),
@@ -87,11 +87,11 @@ def verify_bl2(image: bytes, fused_root_hash: bytes, fused_svn: int) -> Bl2Manif
     """What the ROM does: trust the image's root key only if it hashes to the fuse."""
     f = Fields(load_object(image, "BL2 image", ManifestError), "BL2 image", ManifestError)
     f.expect({"root_key", "envelope"})
+    if canonical(f.obj) != image:
+        f.fail("not in canonical form")
     try:
         root = load_public(f.b64_("root_key", max_len=1024), "BL2 root key")
-    except ManifestError:
-        raise
-    except Exception as e:
+    except KeyFileError as e:
         raise ManifestError("BL2 image: root_key is not a public key") from e
     if key_hash(root) != fused_root_hash:
         raise SignatureError("BL2 root key does not match the fused root key hash")

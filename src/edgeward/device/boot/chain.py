@@ -33,6 +33,7 @@ def boot(board: Board, progress: Callable[[int, int], None] | None = None) -> Bo
         except BootRefused as refused:
             report.refused_stage, report.reason = refused.stage, refused.reason
             report.stages.append(StageResult(name, False, refused.reason))
+            board.lock_huk()  # a halted boot leaves no way to the HUK either
             break
         report.stages.append(StageResult(name, True, what))
     _save(board, report)

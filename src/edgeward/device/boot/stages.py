@@ -113,7 +113,17 @@ def _binding(ctx: Context) -> bytes:
 
 def os_stage(ctx: Context) -> None:
     """OS stage: refuse an open debug port, unseal the data key, lock the HUK."""
+    try:
+        _unseal(ctx)
+    finally:
+        ctx.board.lock_huk()  # close the door behind us, whatever happened
     assert ctx.bundle is not None
+    ctx.report.measure(Event("os", COMPONENTS["os"],
+                             os_state_digest(True, ctx.board.huk_locked(), "unsealed"),
+                             ctx.bundle.version, ctx.bundle.security_version, ""))
+
+
+def _unseal(ctx: Context) -> None:
     if not ctx.fuses.debug_disable:
         raise _refuse("os", "the debug port is open (debug_disable fuse not burnt): "
                             "a production OS does not run on it")
@@ -130,11 +140,6 @@ def os_stage(ctx: Context) -> None:
     except Error as e:
         raise _refuse("os", "the data volume key does not unseal: not the board it was "
                             "provisioned on, or a chain signed by other keys") from e
-    finally:
-        ctx.board.lock_huk()  # close the door behind us, whatever happened
-    ctx.report.measure(Event("os", COMPONENTS["os"],
-                             os_state_digest(True, ctx.board.huk_locked(), "unsealed"),
-                             ctx.bundle.version, ctx.bundle.security_version, ""))
 
 
 STAGES: tuple[tuple[str, Callable[[Context], None], str], ...] = (

@@ -1,0 +1,54 @@
+"""Shared fixtures: a factory and provisioned virtual gateways, made for real.
+
+``EDGEWARD_REQUIRE_REAL=1`` (set by .ci/run) turns every skip for a missing
+tool or kernel feature into a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgeward.board.virtual import VirtualBoard
+from edgeward.factory import station
+from edgeward.factory.provision import provision
+
+REQUIRE_REAL = os.environ.get("EDGEWARD_REQUIRE_REAL") == "1"
+NOW = dt.datetime.now(dt.UTC)
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (run scripts/bootstrap)"
+        if REQUIRE_REAL:
+            pytest.fail(message + " and EDGEWARD_REQUIRE_REAL=1")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def factory_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tool("mksquashfs")
+    root = tmp_path_factory.mktemp("factory-template") / "factory"
+    station.init(root, "ew-gw1", "Test Gateways Ltd", "1.0.0", 1, None, NOW)
+    return root
+
+
+@pytest.fixture
+def factory(factory_template: Path, tmp_path: Path) -> station.Factory:
+    """A private copy of a factory (records and escrow are per test)."""
+    root = tmp_path / "factory"
+    shutil.copytree(factory_template, root)
+    return station.open_factory(root)
+
+
+@pytest.fixture
+def gateway(factory: station.Factory, tmp_path: Path) -> VirtualBoard:
+    device = tmp_path / "gw-0001"
+    provision(factory, device, "gw-0001", None, NOW)
+    return VirtualBoard.open(device)

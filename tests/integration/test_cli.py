@@ -1,0 +1,166 @@
+"""End to end through the command line, as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+
+HEX_NONCE = "ab" * 32
+
+
+def edgeward(*args: str | Path, ok: bool = True, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "edgeward", *map(str, args)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, **(env or {})})
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tool("mksquashfs")
+    root = tmp_path_factory.mktemp("cli")
+    secret = root / "passphrase"
+    secret.write_text("a long offline passphrase\n")
+    edgeward("factory", "init", root / "factory", "--passphrase-file", secret)
+    for serial in ("c-1", "c-2"):
+        edgeward("factory", "provision", "--factory", root / "factory", "--device",
+                 root / serial, "--serial", serial, "--passphrase-file", secret)
+    return root
+
+
+def test_boot_json_reports_stages_slot_measurements_and_verdict(fleet: Path) -> None:
+    report = json.loads(edgeward("device", "boot", "--device", fleet / "c-1", "--json").stdout)
+    assert report["verdict"] == "booted" and report["slot"] == "a"
+    assert [s["name"] for s in report["stages"]] == ["rom", "bl2", "kernel", "os"]
+    assert all(s["ok"] for s in report["stages"])
+    assert [e["component"] for e in report["events"]] == [
+        "bl2", "kernel-bundle", "rootfs", "os-state"]
+    assert len(report["register"]) == 96
+
+
+def test_attest_and_verify_from_the_cli(fleet: Path, tmp_path: Path) -> None:
+    edgeward("device", "boot", "--device", fleet / "c-2")
+    out = json.loads(edgeward("device", "attest", "--device", fleet / "c-2", "--nonce",
+                              HEX_NONCE, "--out", tmp_path / "q.json", "--json").stdout)
+    assert out["serial"] == "c-2" and out["nonce"] == HEX_NONCE
+    common = ["--cert", fleet / "c-2/flash/data/identity/device.pem",
+              "--ca", fleet / "factory/ca.pem",
+              "--known-good", fleet / "factory/release/known-good.json"]
+    verdict = json.loads(edgeward("attestation", "verify", "--quote", tmp_path / "q.json",
+                                  "--nonce", HEX_NONCE, *common, "--json").stdout)
+    assert verdict["verdict"] == "attested" and verdict["serial"] == "c-2"
+    stale = edgeward("attestation", "verify", "--quote", tmp_path / "q.json",
+                     "--nonce", "cd" * 32, *common, ok=False)
+    assert stale.returncode == 4 and "nonce" in stale.stderr
+    assert "Traceback" not in stale.stderr
+    wrong_cert = edgeward("attestation", "verify", "--quote", tmp_path / "q.json",
+                          "--nonce", HEX_NONCE, "--cert",
+                          fleet / "c-1/flash/data/identity/device.pem",
+                          *common[2:], ok=False)
+    assert wrong_cert.returncode == 4
+
+
+def test_tampered_kernel_refuses_to_boot_with_exit_5(fleet: Path, tmp_path: Path) -> None:
+    import shutil
+
+    device = tmp_path / "tampered"
+    shutil.copytree(fleet / "c-1", device)
+    kernel = device / "flash/kernel_a.img"
+    data = bytearray(kernel.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    kernel.write_bytes(bytes(data))
+    result = edgeward("device", "boot", "--device", device, "--json", ok=False)
+    assert result.returncode == 5
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "refused" and report["refused_stage"] == "bl2"
+    assert [s["name"] for s in report["stages"]] == ["rom", "bl2"]
+    assert "boot refused at bl2" in result.stderr
+    attest = edgeward("device", "attest", "--device", device, "--nonce", HEX_NONCE, ok=False)
+    assert attest.returncode == 4 and "refused at bl2" in attest.stderr
+
+
+def test_status_json_never_shows_the_huk(fleet: Path) -> None:
+    from edgeward.board.virtual import VirtualBoard
+
+    board = VirtualBoard.open(fleet / "c-1")
+    board.power_on()
+    huk = board.read_huk().hex()
+    raw = edgeward("device", "status", "--device", fleet / "c-1", "--json").stdout
+    assert huk not in raw
+    info = json.loads(raw)
+    assert info["serial"] == "c-1" and info["model"] == "ew-gw1"
+    assert info["fuses"]["debug_disable"] is True
+    assert info["slots"]["a"].startswith("1.0.0") and info["slots"]["b"] is None
+    assert info["fuses"]["huk_burnt"] is True
+
+
+def test_refusals_are_one_clear_line_with_their_exit_codes(fleet: Path, tmp_path: Path) -> None:
+    cases = [
+        (["factory", "provision", "--factory", fleet / "factory", "--device", fleet / "c-1",
+          "--serial", "c-9", "--passphrase-file", fleet / "passphrase"], 6, "already has burnt"),
+        (["factory", "provision", "--factory", fleet / "factory", "--device", tmp_path / "n",
+          "--serial", "c-1", "--passphrase-file", fleet / "passphrase"], 6,
+         "already provisioned"),
+        (["factory", "provision", "--factory", fleet / "factory", "--device", tmp_path / "n",
+          "--serial", "c-3", "--server", "https://fleet.example"], 8, "fleet server"),
+        (["factory", "provision", "--factory", fleet / "factory", "--device", tmp_path / "n",
+          "--serial", "c-3"], 3, "passphrase is needed"),
+        (["factory", "provision", "--factory", tmp_path, "--device", tmp_path / "n",
+          "--serial", "c-3"], 3, "not a factory directory"),
+        (["factory", "provision", "--factory", fleet / "factory", "--device", tmp_path / "n",
+          "--serial", "bad serial!"], 3, "serial"),
+        (["device", "boot", "--device", tmp_path / "nothing"], 3, "no gateway"),
+        (["device", "attest", "--device", fleet / "c-1", "--nonce", "xyz"], 3, "hex"),
+    ]
+    for args, code, words in cases:
+        result = edgeward(*args, ok=False, env={"EDGEWARD_PASSPHRASE": "wrong"}
+                          if "--passphrase-file" not in args and code != 3 else None)
+        assert result.returncode == code, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "n").exists()
+
+
+def test_wrong_passphrase_leaks_nothing(fleet: Path, tmp_path: Path) -> None:
+    result = edgeward("factory", "provision", "--factory", fleet / "factory", "--device",
+                      tmp_path / "n", "--serial", "c-4", ok=False,
+                      env={"EDGEWARD_PASSPHRASE": "guess-123"})
+    assert result.returncode == 3 and "wrong passphrase" in result.stderr
+    assert "guess-123" not in result.stderr and "PRIVATE KEY" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    [], ["factory"], ["factory", "init"], ["factory", "provision"], ["device"],
+    ["device", "boot"], ["device", "attest"], ["device", "status"], ["device", "commit"],
+    ["attestation", "verify"], ["demo"],
+])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = edgeward(*command, "--help")
+    assert "Usage: edgeward" in result.stdout and len(result.stdout.splitlines()) > 3
+
+
+def test_demo_tells_the_story(tmp_path: Path) -> None:
+    require_tool("mksquashfs")
+    result = edgeward("demo", "--dir", tmp_path / "demo", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True
+    by_serial = {g["serial"]: g for g in summary["gateways"]}
+    assert len(by_serial) == 3
+    assert all(g["first_boot"] == "booted" and g["attestation"] == "attested"
+               for g in by_serial.values())
+    assert by_serial["gw-0003"]["after_tamper"] == "refused"
+    assert by_serial["gw-0003"]["refused_stage"] == "bl2"
+    assert by_serial["gw-0001"]["after_tamper"] == "booted"
+    human = edgeward("demo", "--dir", tmp_path / "again")
+    assert "summary" in human.stdout and "refused" in human.stdout
