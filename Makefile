@@ -1,22 +1,14 @@
-# The two commands the README opens with:
-#   make demo   installs what is missing (apt + .venv) and runs `edgeward demo`
-#   make test   installs what is missing and runs the whole test suite, lint and types
-.PHONY: demo test bootstrap lint bench
+# Shortcuts for the scripts the README opens with.
+.PHONY: demo test bootstrap bench
 
 bootstrap:
 	./scripts/bootstrap
 
-demo: bootstrap
-	.venv/bin/edgeward demo
+demo:
+	./scripts/demo
 
-test: bootstrap
-	.venv/bin/ruff check src tests bench
-	.venv/bin/mypy
-	.venv/bin/pytest $(PYTEST_ARGS)
-
-lint: bootstrap
-	.venv/bin/ruff check src tests bench
-	.venv/bin/mypy
+test:
+	./scripts/test
 
 bench: bootstrap
 	.venv/bin/python bench/boot_verify.py
