@@ -147,14 +147,18 @@ def verify_all(read: Reader, params: TreeParams, progress: Callable[[int], None]
                 bad = next(i for i in range(n) if _slot(salt, chunk[i * bs:(i + 1) * bs])
                            != expected[i * SLOT:(i + 1) * SLOT])
                 what = "data" if level == 0 else f"level-{level - 1} hash"
-                raise IntegrityError(f"rootfs {what} block {first + bad} does not match its hash")
+                raise IntegrityError(f"rootfs {what} block {first + bad} does not match its "
+                                     f"hash (the block or the level-{level} hash was altered)")
             if level == 0 and progress is not None:
                 progress((first + n) * bs)
-        tail = read(parent_base + child_count * SLOT, parents * bs - child_count * SLOT)
+        want = parents * bs - child_count * SLOT
+        tail = read(parent_base + child_count * SLOT, want)
+        if len(tail) != want:
+            raise IntegrityError("rootfs hash tree is shorter than its manifest says")
         if tail.count(0) != len(tail):
             raise IntegrityError(f"rootfs hash level {level} has non-zero padding")
     top = read(params.hash_offset + offsets[-1], bs)
-    if hashlib.sha384(salt + top).digest() != params.root_hash:
+    if len(top) != bs or hashlib.sha384(salt + top).digest() != params.root_hash:
         raise IntegrityError("rootfs hash tree does not match the signed root hash")
 
 
