@@ -30,14 +30,17 @@ def demo(directory: Path | None, as_json: bool) -> None:
                    "gateways": [g.to_dict() for g in result.gateways]})
     else:
         table = Table(title="edgeward demo: summary")
-        for column in ("gateway", "first boot", "attestation", "after tamper", "refused at",
-                       "reason"):
+        for column in ("gateway", "first boot", "attestation", "boot after tamper",
+                       "refused at"):
             table.add_column(column)
         for g in result.gateways:
             table.add_row(g.serial, g.first_boot, g.attestation,
                           "[red]refused[/]" if g.after_tamper == "refused" else g.after_tamper,
-                          g.refused_stage or "-", g.reason or "-")
+                          g.refused_stage or "-")
         console.print(table)
+        for g in result.gateways:
+            if g.reason:
+                console.print(f"[bold]{g.serial}[/]: {g.reason}")
         console.print(f"files kept in {directory}")
     if not result.ok:
         raise StateError("the demo did not go as it should: see the summary above")
