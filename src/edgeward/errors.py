@@ -31,12 +31,25 @@ place and nothing else.
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped: a message can never forge a log line."""
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 class Error(Exception):
-    """Root of every user-facing edgeward error."""
+    """Root of every user-facing edgeward error.
+
+    The message is made one line whatever it quotes (a hostile certificate's
+    subject, a device-chosen version string): control characters are escaped.
+    """
 
     exit_code = 1
 
     def __init__(self, message: str) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
 

@@ -10,6 +10,7 @@ not an object.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -39,6 +40,13 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not allowed")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def load_object(
     data: bytes, what: str, error: type[Error] = InputError, limit: int = MAX_DOCUMENT
 ) -> dict[str, Any]:
@@ -47,11 +55,16 @@ def load_object(
         raise error(f"{what}: {len(data)} bytes is over the {limit}-byte limit")
     try:
         text = data.decode("utf-8")
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
+                         parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise error(f"{what}: not valid JSON ({e})") from e
     if not isinstance(obj, dict):
         raise error(f"{what}: expected a JSON object, got {type(obj).__name__}")
+    try:  # whatever was read can be written back: no lone surrogates (\ud800) slip through
+        canonical(obj)
+    except (UnicodeEncodeError, ValueError, RecursionError) as e:
+        raise error(f"{what}: holds text that is not valid Unicode") from e
     return obj
 
 
@@ -83,7 +96,7 @@ class Fields:
         if missing:
             self.fail(f"missing field(s) {', '.join(sorted(missing))}")
         if unknown:
-            self.fail(f"unknown field(s) {', '.join(sorted(unknown))}")
+            self.fail(f"unknown field(s) {', '.join(k[:64] for k in sorted(unknown))}")
         return self
 
     def _get(self, key: str, kind: type, label: str) -> Any:

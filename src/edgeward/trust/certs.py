@@ -13,7 +13,7 @@ import datetime as dt
 import re
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -41,6 +41,9 @@ def _hash_for(key: PrivateKey) -> hashes.SHA384 | None:
 
 
 def make_ca(key: PrivateKey, name: str, now: dt.datetime, days: int = 3650 * 2) -> x509.Certificate:
+    if algorithm_of(key) is not Algorithm.ECDSA_P384:
+        # pyca's client verifier (the fleet server's mTLS check) accepts no Ed25519 CA.
+        raise InputError("a manufacturer CA key must be ECDSA P-384")
     subject = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
         x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Manufacturer CA"),
@@ -76,9 +79,19 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         csr = x509.load_pem_x509_csr(data)
     except ValueError as e:
         raise InputError("CSR: not a valid PEM certificate signing request") from e
-    if not csr.is_signature_valid:
-        raise CertificateError("CSR: its self-signature does not verify")
+    _check_csr(csr)
     return csr
+
+
+def _check_csr(csr: x509.CertificateSigningRequest) -> PublicKey:
+    try:
+        valid = csr.is_signature_valid
+        public = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise CertificateError("CSR: its public key is malformed or unsupported") from e
+    if not valid:
+        raise CertificateError("CSR: its self-signature does not verify")
+    return _supported(public, "CSR")
 
 
 def issue(
@@ -97,9 +110,7 @@ def issue(
     factory station that signs manufacturing records).
     """
     check_serial(serial)
-    if not csr.is_signature_valid:
-        raise CertificateError("CSR: its self-signature does not verify")
-    public = _supported(csr.public_key(), "CSR")
+    public = _check_csr(csr)
     orgs = ca_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     org = orgs[0].value if orgs and isinstance(orgs[0].value, str) else "edgeward"
     subject = x509.Name([
@@ -137,7 +148,7 @@ def load_cert(data: bytes, what: str = "certificate") -> x509.Certificate:
         if data.lstrip().startswith(b"-----"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as e:
+    except (ValueError, x509.InvalidVersion) as e:
         raise InputError(f"{what}: not a valid X.509 certificate") from e
 
 
@@ -150,8 +161,19 @@ def fingerprint(cert: x509.Certificate) -> str:
     return sha384_hex(cert.public_bytes(serialization.Encoding.DER))
 
 
+def subject_text(cert: x509.Certificate) -> str:
+    """The subject for messages; a name pyca cannot decode is said to be so."""
+    try:
+        return cert.subject.rfc4514_string()
+    except (ValueError, KeyError):
+        return "(undecodable subject)"
+
+
 def serial_of(cert: x509.Certificate) -> str:
-    names = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    try:
+        names = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    except (ValueError, KeyError) as e:
+        raise CertificateError("certificate subject cannot be decoded") from e
     if len(names) != 1 or not isinstance(names[0].value, str):
         raise CertificateError("certificate has no single serialNumber in its subject")
     return names[0].value
@@ -164,9 +186,9 @@ def verify_device_cert(
     if not cas:
         raise CertificateError("no trusted manufacturer CA")
     try:
-        verifier = PolicyBuilder().store(Store(cas)).time(now).build_client_verifier()
+        verifier = PolicyBuilder().store(Store(cas)).time(_aware(now)).build_client_verifier()
         verifier.verify(cert, [])
-    except VerificationError as e:
+    except (VerificationError, ValueError, KeyError, x509.InvalidVersion) as e:
         raise CertificateError(f"device certificate refused: {e}") from e
     return serial_of(cert)
 
@@ -185,11 +207,18 @@ def public_key_of(cert: x509.Certificate) -> PublicKey:
 
 def verify_issued_by(cert: x509.Certificate, ca: x509.Certificate, now: dt.datetime) -> None:
     """Check that ``cert`` is directly signed by ``ca`` and valid at ``now``."""
+    now = _aware(now)
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as e:
-        raise CertificateError(f"certificate {cert.subject.rfc4514_string()} is not "
-                                f"issued by {ca.subject.rfc4514_string()}") from e
+    except (ValueError, TypeError, KeyError, InvalidSignature, UnsupportedAlgorithm) as e:
+        raise CertificateError(f"certificate {subject_text(cert)} is not "
+                               f"issued by {subject_text(ca)}") from e
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise CertificateError(f"certificate {cert.subject.rfc4514_string()} is not valid "
+        raise CertificateError(f"certificate {subject_text(cert)} is not valid "
                                f"at {now.isoformat()}")
+
+
+def _aware(now: dt.datetime) -> dt.datetime:
+    if now.tzinfo is None:
+        raise ValueError("reference time must be timezone-aware (UTC)")
+    return now
