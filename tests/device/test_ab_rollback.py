@@ -104,7 +104,7 @@ def test_corrupt_boot_environment_copy_falls_back_to_the_other(gateway: VirtualB
 
 def test_kernel_below_the_fused_counter_is_refused_even_with_a_current_bl2(
         gateway: VirtualBoard, factory: Factory) -> None:
-    gateway.write("bl2", make_bl2("2.0.0", 3, [factory.key("kernel", None)],
+    gateway.write("bl2", make_bl2("2.0.0", 3, "ew-gw1", [factory.key("kernel", None)],
                                   factory.key("boot-root", None)))
     gateway.advance_security_version(3)
     report = boot(gateway)
@@ -115,7 +115,7 @@ def test_kernel_below_the_fused_counter_is_refused_even_with_a_current_bl2(
 def test_release_at_the_fused_counter_boots_and_older_cannot_return(
         gateway: VirtualBoard, factory: Factory, tmp_path: Path) -> None:
     kernel_key, root_key = factory.key("kernel", None), factory.key("boot-root", None)
-    gateway.write("bl2", make_bl2("2.0.0", 2, [kernel_key], root_key))
+    gateway.write("bl2", make_bl2("2.0.0", 2, "ew-gw1", [kernel_key], root_key))
     write_slot_b(gateway, factory, tmp_path, "2.0.0", security_version=2)
     assert boot(gateway).slot == "b"
     env = gateway.read_env()

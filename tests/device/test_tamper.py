@@ -111,14 +111,14 @@ def test_signature_bytes_are_covered(gateway: VirtualBoard, mask: int) -> None:
 def test_bl2_signed_by_another_root_key_is_refused_by_rom(
         gateway: VirtualBoard, factory: Factory) -> None:
     kernel_key = factory.key("kernel", None)
-    gateway.write("bl2", make_bl2("1.0.0", 1, [kernel_key], keys.generate()))
+    gateway.write("bl2", make_bl2("1.0.0", 1, "ew-gw1", [kernel_key], keys.generate()))
     assert "does not match the fused root key hash" in assert_refused_at(gateway, "rom")
 
 
 def test_bl2_claiming_the_real_root_key_but_signed_by_another_is_refused(
         gateway: VirtualBoard, factory: Factory) -> None:
     genuine = gateway.read("bl2") or b""
-    forged = make_bl2("1.0.0", 1, [keys.generate()], keys.generate())
+    forged = make_bl2("1.0.0", 1, "ew-gw1", [keys.generate()], keys.generate())
     import json
 
     outer, real = json.loads(forged), json.loads(genuine)
@@ -210,3 +210,13 @@ def test_corrupt_security_version_fuses_are_refused(gateway: VirtualBoard) -> No
 def test_higher_security_version_fused_refuses_the_older_image(gateway: VirtualBoard) -> None:
     gateway.advance_security_version(2)
     assert "below the fused counter 2" in assert_refused_at(gateway, "rom")
+
+
+def test_kernel_for_another_model_signed_by_the_genuine_key_is_refused(
+        gateway: VirtualBoard, factory: Factory) -> None:
+    genuine = peek_kernel_bundle(gateway.read("kernel_a") or b"")
+    sealed = rootfs.SealedRootfs(gateway.partition_path("rootfs_a"), genuine.rootfs,
+                                 genuine.rootfs_size)
+    gateway.write("kernel_a", make_kernel_bundle("1.0.0", 1, "ew-other-model", sealed,
+                                                 factory.key("kernel", None)))
+    assert "is for model 'ew-other-model'" in assert_refused_at(gateway, "bl2")

@@ -134,6 +134,6 @@ def world() -> World:
         ed_key=keys.generate(Algorithm.ED25519), stranger=keys.generate(),
         ca_key=ca_key, ca_cert=ca_cert, other_ca_key=other_ca_key, other_ca_cert=other_ca_cert,
         device_key=device_key, device_cert=device_cert, serial=serial,
-        bl2=Bl2Manifest("1.0.0", 1, (kernel_key.public_key(),), b"\x7fELF bl2 code"),
+        bl2=Bl2Manifest("1.0.0", 1, (kernel_key.public_key(),), b"\x7fELF bl2 code", "ew-gw1"),
         bundle=make_bundle(), events=events, known_good=known_good, nonce=os.urandom(32),
     )

@@ -31,11 +31,11 @@ def _filler(label: bytes, version: str, size: int) -> bytes:
     return head + hashlib.shake_256(head).digest(size - len(head))
 
 
-def make_bl2(version: str, security_version: int, kernel_keys: list[PrivateKey],
+def make_bl2(version: str, security_version: int, model: str, kernel_keys: list[PrivateKey],
              root_key: PrivateKey) -> bytes:
     manifest = Bl2Manifest(version, security_version,
                            tuple(k.public_key() for k in kernel_keys),
-                           _filler(b"BL2", version, 32 * 1024))
+                           _filler(b"BL2", version, 32 * 1024), model)
     return sign_bl2(manifest, root_key)
 
 
@@ -78,7 +78,7 @@ def build_release(directory: Path, version: str, security_version: int, model: s
     release = OsRelease(directory)
     sealed = rootfs.build(release.rootfs, version, model, security_version)
     kernel = make_kernel_bundle(version, security_version, model, sealed, kernel_key)
-    bl2 = make_bl2(version, security_version, [kernel_key], root_key)
+    bl2 = make_bl2(version, security_version, model, [kernel_key], root_key)
     write_atomic(release.kernel, kernel)
     write_atomic(release.bl2, bl2)
     known = KnownGood({

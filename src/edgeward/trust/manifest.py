@@ -3,7 +3,8 @@
 A **BL2 image** is ``{"root_key": <SPKI DER, base64>, "envelope": <DSSE>}``:
 the ROM has only the fused SHA-384 of the root key, so the key travels with
 the image, and the ROM trusts it only if it hashes to the fuse. The envelope's
-payload names the kernel signing keys BL2 trusts.
+payload names the kernel signing keys BL2 trusts and the model it boots: a
+kernel bundle built for another model is refused even if the same key signed it.
 
 A **kernel bundle** is a DSSE envelope whose payload holds the kernel, the
 initrd, the command line, and the parameters of the rootfs hash tree (its
@@ -37,6 +38,7 @@ class Bl2Manifest:
     security_version: int
     kernel_keys: tuple[PublicKey, ...]
     code: bytes
+    model: str
     signer: str = ""
 
     def to_payload(self) -> bytes:
@@ -44,6 +46,7 @@ class Bl2Manifest:
             "type": "bl2",
             "version": self.version,
             "security_version": self.security_version,
+            "model": self.model,
             "kernel_keys": [base64.b64encode(public_der(k)).decode() for k in self.kernel_keys],
             "code": base64.b64encode(self.code).decode(),
         })
@@ -52,7 +55,7 @@ class Bl2Manifest:
     def from_payload(cls, payload: bytes, signer: str) -> Bl2Manifest:
         f = Fields(load_object(payload, "BL2 manifest", ManifestError), "BL2 manifest",
                    ManifestError)
-        f.expect({"type", "version", "security_version", "kernel_keys", "code"})
+        f.expect({"type", "version", "security_version", "model", "kernel_keys", "code"})
         if f.str_("type") != "bl2":
             f.fail("type must be 'bl2'")
         raw_keys = f.list_("kernel_keys", max_items=8)
@@ -71,6 +74,7 @@ class Bl2Manifest:
             security_version=f.int_("security_version", 0, MAX_SVN),
             kernel_keys=tuple(keys),
             code=f.b64_("code", max_len=1 << 22),
+            model=f.str_("model", 64),
             signer=signer,
         )
 

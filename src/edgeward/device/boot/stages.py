@@ -73,6 +73,9 @@ def bl2(ctx: Context) -> None:
         ctx.bundle = verify_kernel_bundle(image, ctx.bl2.kernel_keys, ctx.fuses.security_version)
     except Error as e:
         raise _refuse("bl2", f"slot {env.active}: {e.message}") from e
+    if ctx.bundle.model != ctx.bl2.model:
+        raise _refuse("bl2", f"slot {env.active}: kernel bundle is for model "
+                             f"{ctx.bundle.model!r}, this gateway is {ctx.bl2.model!r}")
     ctx.report.versions["kernel"] = ctx.bundle.version
     ctx.report.measure(Event("bl2", COMPONENTS["bl2"], sha384_hex(image), ctx.bundle.version,
                              ctx.bundle.security_version, ctx.bundle.signer))
