@@ -208,7 +208,7 @@ def test_wrong_root_hash_refused(image: Image) -> None:
         with pytest.raises(IntegrityError, match="does not match the signed root hash"):
             hashtree.verify_all(image.read, wrong)
         lazy = LazyVerifier(image.read, wrong)
-        with pytest.raises(IntegrityError, match="hash block"):
+        with pytest.raises(IntegrityError, match="signed root hash"):
             lazy.read_block(0)
         with pytest.raises(IntegrityError):
             lazy.read_block(image.geometry.data_blocks - 1)
@@ -265,3 +265,38 @@ def test_lazy_verifier_does_not_trust_a_cached_data_block() -> None:
     with pytest.raises(IntegrityError, match="data block 1"):
         lazy.read_block(1)
     assert lazy.read_block(0)
+
+
+def test_storage_that_changes_between_reads_gains_nothing() -> None:
+    """Tampered data plus a forged level-0 hash on the first read, genuine hash after."""
+    data = os.urandom(BS * 200)
+    salt = os.urandom(32)
+    root, tree = hashtree.build(lambda o, n: data[o:o + n], len(data), salt, BS)
+    params = TreeParams(len(data), len(data), BS, salt, root)
+    evil = b"EVIL EVIL EVIL!!" + data[16:BS]
+    forged_slot = hashlib.sha384(salt + evil).digest() + bytes(16)
+    forged_tree = forged_slot + tree[64:]
+    genuine_image = data + tree
+    evil_image = evil + data[BS:] + forged_tree
+    reads: dict[int, int] = {}
+
+    def read(offset: int, size: int) -> bytes:
+        if offset >= len(data):
+            reads[offset] = reads.get(offset, 0) + 1
+            first = reads[offset] == 1
+            return (evil_image if first else genuine_image)[offset:offset + size]
+        return evil_image[offset:offset + size]
+
+    with pytest.raises(IntegrityError):
+        hashtree.verify_all(read, params)
+    reads.clear()
+    hashtree.verify_all(lambda o, n: _count(reads, o, genuine_image[o:o + n], len(data)),
+                        params)
+    tree_blocks = len(tree) // BS
+    assert len(reads) == tree_blocks and set(reads.values()) == {1}  # each read once
+
+
+def _count(reads: dict[int, int], offset: int, chunk: bytes, data_size: int) -> bytes:
+    if offset >= data_size:
+        reads[offset] = reads.get(offset, 0) + 1
+    return chunk

@@ -7,10 +7,11 @@ level k+1 hashes the blocks of level k; the single block at the top hashes to
 the root, which the signed kernel bundle carries. The tree is stored right
 after the data, level 0 first.
 
-Two ways to check: :func:`verify_all` streams the whole image and the whole
-tree once, in constant memory, whatever the image's size (what the OS stage
-does at boot); :class:`LazyVerifier` checks one block on demand along its path
-to the root (what dm-verity does on a real gateway).
+Two ways to check, both top-down from the signed root so that nothing is
+trusted before its parent was: :func:`verify_all` streams the whole image and
+reads every tree block once, in constant memory, whatever the image's size
+(what the boot does); :class:`LazyVerifier` checks one block on demand along
+its path to the root (what dm-verity does on a real gateway).
 """
 
 from __future__ import annotations
@@ -126,78 +127,77 @@ def verify_all(read: Reader, params: TreeParams, progress: Callable[[int], None]
                ) -> None:
     """Check every data and hash block against the root, streaming, in constant memory.
 
-    ``progress`` is called with the number of data bytes checked so far.
+    Top-down, in read order: a hash block is read once and checked against its
+    already-verified parent before anything is checked against it, so storage
+    that answers a second read differently gains nothing. ``progress`` is
+    called with the number of data bytes checked so far.
     """
-    geo = params.geometry()
-    bs, salt = params.block_size, params.salt
-    if params.hash_offset < params.data_size:
-        raise ManifestError("hash tree: hash offset lies inside the data")
-    offsets = geo.level_offsets()
-    counts = geo.level_blocks()
-    for level, parents in enumerate(counts):
-        child_count = geo.data_blocks if level == 0 else counts[level - 1]
-        child_base = 0 if level == 0 else params.hash_offset + offsets[level - 1]
-        parent_base = params.hash_offset + offsets[level]
-        for first, n in _chunks(child_count):
-            chunk = read(child_base + first * bs, n * bs)
-            if len(chunk) != n * bs:
-                raise IntegrityError("rootfs image is shorter than its manifest says")
-            expected = read(parent_base + first * SLOT, n * SLOT)
-            if _slots(salt, chunk, bs) != expected:
-                bad = next(i for i in range(n) if _slot(salt, chunk[i * bs:(i + 1) * bs])
-                           != expected[i * SLOT:(i + 1) * SLOT])
-                what = "data" if level == 0 else f"level-{level - 1} hash"
-                raise IntegrityError(f"rootfs {what} block {first + bad} does not match its "
-                                     f"hash (the block or the level-{level} hash was altered)")
-            if level == 0 and progress is not None:
-                progress((first + n) * bs)
-        want = parents * bs - child_count * SLOT
-        tail = read(parent_base + child_count * SLOT, want)
-        if len(tail) != want:
-            raise IntegrityError("rootfs hash tree is shorter than its manifest says")
-        if tail.count(0) != len(tail):
-            raise IntegrityError(f"rootfs hash level {level} has non-zero padding")
-    top = read(params.hash_offset + offsets[-1], bs)
-    if len(top) != bs or hashlib.sha384(salt + top).digest() != params.root_hash:
-        raise IntegrityError("rootfs hash tree does not match the signed root hash")
+    verifier = LazyVerifier(read, params)
+    geo, bs, salt = verifier.geometry, params.block_size, params.salt
+    fanout = geo.fanout
+    for first, n in _chunks(geo.data_blocks):
+        chunk = read(first * bs, n * bs)
+        if len(chunk) != n * bs:
+            raise IntegrityError("rootfs image is shorter than its manifest says")
+        parents = range(first // fanout, -(-(first + n) // fanout))
+        slots = b"".join(verifier.hash_block(0, j) for j in parents)
+        at = (first - parents[0] * fanout) * SLOT
+        expected = slots[at:at + n * SLOT]
+        if _slots(salt, chunk, bs) != expected:
+            bad = next(i for i in range(n) if _slot(salt, chunk[i * bs:(i + 1) * bs])
+                       != expected[i * SLOT:(i + 1) * SLOT])
+            raise IntegrityError(f"rootfs data block {first + bad} does not match its hash")
+        if progress is not None:
+            progress((first + n) * bs)
 
 
 class LazyVerifier:
-    """Verify data blocks one at a time, on read, as dm-verity does."""
+    """Verify data blocks one at a time, on read, as dm-verity does.
+
+    Every hash block is checked against its parent, itself verified, up to the
+    signed root; the last verified block of each level is kept (constant
+    memory), so a sequential walk reads each hash block exactly once.
+    """
 
     def __init__(self, read: Reader, params: TreeParams) -> None:
+        if params.hash_offset < params.data_size:
+            raise ManifestError("hash tree: hash offset lies inside the data")
         self._read = read
         self._params = params
-        self._geo = params.geometry()
-        self._offsets = self._geo.level_offsets()
-        self._verified: dict[tuple[int, int], bytes] = {}
+        self.geometry = params.geometry()
+        self._offsets = self.geometry.level_offsets()
+        self._top = len(self._offsets) - 1
+        self._current: list[tuple[int, bytes] | None] = [None] * len(self._offsets)
 
-    def _hash_block(self, level: int, index: int) -> bytes:
-        key = (level, index)
-        if key in self._verified:
-            return self._verified[key]
+    def hash_block(self, level: int, index: int) -> bytes:
+        """Hash block ``index`` of ``level``, verified up to the root."""
+        current = self._current[level]
+        if current is not None and current[0] == index:
+            return current[1]
         p, bs = self._params, self._params.block_size
         block = self._read(p.hash_offset + self._offsets[level] + index * bs, bs)
-        if level == len(self._offsets) - 1:
+        if len(block) != bs:
+            raise IntegrityError("rootfs hash tree is shorter than its manifest says")
+        if level == self._top:
             expected = p.root_hash + bytes(SLOT - DIGEST_SIZE)
         else:
-            parent = self._hash_block(level + 1, index // self._geo.fanout)
-            at = (index % self._geo.fanout) * SLOT
+            parent = self.hash_block(level + 1, index // self.geometry.fanout)
+            at = (index % self.geometry.fanout) * SLOT
             expected = parent[at:at + SLOT]
-        if len(block) != bs or _slot(p.salt, block) != expected:
-            raise IntegrityError(f"rootfs hash block {level}/{index} does not match")
-        if len(self._verified) > 4096:
-            self._verified.clear()
-        self._verified[key] = block
+        if _slot(p.salt, block) != expected:
+            raise IntegrityError(
+                "rootfs hash tree does not match the signed root hash" if level == self._top
+                else f"rootfs hash block {level}/{index} does not match its parent")
+        self._current[level] = (index, block)
         return block
 
     def read_block(self, index: int) -> bytes:
-        if not 0 <= index < self._geo.data_blocks:
+        if not 0 <= index < self.geometry.data_blocks:
             raise IntegrityError(f"rootfs block {index} is outside the image")
         bs = self._params.block_size
         data = self._read(index * bs, bs)
-        parent = self._hash_block(0, index // self._geo.fanout)
-        at = (index % self._geo.fanout) * SLOT
+        parent = self.hash_block(0, index // self.geometry.fanout)
+        at = (index % self.geometry.fanout) * SLOT
         if len(data) != bs or _slot(self._params.salt, data) != parent[at:at + SLOT]:
             raise IntegrityError(f"rootfs data block {index} does not match its hash")
         return data
