@@ -188,7 +188,7 @@ def test_rewritten_root_key_hash_is_refused_by_rom(gateway: VirtualBoard, offset
 def test_a_different_huk_cannot_unseal_the_data_key(gateway: VirtualBoard, offset: int) -> None:
     """The flash moved to another board (another HUK) gets no data key."""
     _rewrite_fuses(gateway, fuses.FIELDS["huk"][0] + offset, 0x10)
-    assert "data volume key does not unseal" in assert_refused_at(gateway, "os")
+    assert "boot-bound keys do not open" in assert_refused_at(gateway, "os")
 
 
 def test_open_debug_port_is_refused_by_os_stage(gateway: VirtualBoard) -> None:

@@ -164,3 +164,20 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert by_serial["gw-0001"]["after_tamper"] == "booted"
     human = edgeward("demo", "--dir", tmp_path / "again")
     assert "summary" in human.stdout and "refused" in human.stdout
+
+
+def test_a_device_certificate_is_no_trust_anchor(fleet: Path, tmp_path: Path) -> None:
+    edgeward("device", "boot", "--device", fleet / "c-1")
+    edgeward("device", "attest", "--device", fleet / "c-1", "--nonce", HEX_NONCE,
+             "--out", tmp_path / "q.json")
+    cert = fleet / "c-1/flash/data/identity/device.pem"
+    result = edgeward("attestation", "verify", "--quote", tmp_path / "q.json", "--nonce",
+                      HEX_NONCE, "--cert", cert, "--ca", cert, "--known-good",
+                      fleet / "factory/release/known-good.json", ok=False)
+    assert result.returncode == 4 and "not a CA certificate" in result.stderr
+
+
+def test_commit_from_the_cli_needs_a_trial_boot(fleet: Path) -> None:
+    edgeward("device", "boot", "--device", fleet / "c-1")
+    result = edgeward("device", "commit", "--device", fleet / "c-1", ok=False)
+    assert result.returncode == 6 and "already committed" in result.stderr

@@ -12,6 +12,7 @@ import pytest
 from edgeward.errors import EnvelopeError, ManifestError, RollbackError, SignatureError
 from edgeward.trust import keys, manifest
 from edgeward.trust.canonical import canonical
+from edgeward.trust.digest import sha384_hex
 from edgeward.trust.envelope import seal_envelope
 from edgeward.trust.hashtree import BLOCK_SIZE, Geometry
 from edgeward.trust.keys import Algorithm
@@ -87,8 +88,10 @@ def test_kernel_bundle_round_trip(world: Any, algorithm: Algorithm) -> None:
     key = keys.generate(algorithm)
     image = manifest.sign_kernel_bundle(world.bundle, key)
     got = manifest.verify_kernel_bundle(image, (world.kernel_public, key.public_key()), 2)
-    assert got == dataclasses.replace(world.bundle, signer=keys.keyid(key.public_key()))
-    assert manifest.peek_kernel_bundle(image) == world.bundle
+    digest = sha384_hex(world.bundle.to_payload())
+    assert got == dataclasses.replace(world.bundle, signer=keys.keyid(key.public_key()),
+                                      digest=digest)
+    assert manifest.peek_kernel_bundle(image) == dataclasses.replace(world.bundle, digest=digest)
 
 
 def test_kernel_bundle_by_an_untrusted_key_refused(world: Any) -> None:
@@ -112,7 +115,36 @@ def test_kernel_bundle_altered_payload_refused(world: Any) -> None:
     payload["cmdline"] += " init=/bin/sh"
     doc["payload"] = base64.b64encode(canonical(payload)).decode()
     with pytest.raises(SignatureError, match="does not verify"):
-        manifest.verify_kernel_bundle(json.dumps(doc).encode(), (world.kernel_public,), 0)
+        manifest.verify_kernel_bundle(canonical(doc), (world.kernel_public,), 0)
+
+
+def test_kernel_bundle_not_in_canonical_form_is_refused(world: Any) -> None:
+    image = manifest.sign_kernel_bundle(world.bundle, world.kernel_key)
+    pretty = json.dumps(json.loads(image), indent=1).encode()
+    with pytest.raises(ManifestError, match="canonical form"):
+        manifest.verify_kernel_bundle(pretty, (world.kernel_public,), 0)
+
+
+def test_measured_digest_is_of_the_signed_content_not_the_container(world: Any) -> None:
+    """Two signatures over one payload (ECDSA is randomized) measure the same."""
+    a = manifest.sign_kernel_bundle(world.bundle, world.kernel_key)
+    b = manifest.sign_kernel_bundle(world.bundle, world.kernel_key)
+    assert a != b
+    got = {manifest.verify_kernel_bundle(x, (world.kernel_public,), 0).digest for x in (a, b)}
+    assert got == {sha384_hex(world.bundle.to_payload())}
+
+
+def test_bl2_root_key_must_be_canonical_der(world: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    image = json.loads(manifest.sign_bl2(world.bl2, world.root_key))
+    public = world.root_key.public_key()
+    der = public.public_bytes(serialization.Encoding.DER,
+                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    for encoding in (keys.public_pem(public), der + b"\x00"):
+        image["root_key"] = base64.b64encode(encoding).decode()
+        with pytest.raises(ManifestError):
+            manifest.verify_bl2(canonical(image), keys.key_hash(public), 0)
 
 
 def rootfs_doc(world: Any, **rootfs: Any) -> bytes:

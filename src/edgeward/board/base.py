@@ -73,6 +73,14 @@ class Board(abc.ABC):
     def data_dir(self) -> Path:
         """The data area (the encrypted /data on a real gateway)."""
 
+    # --- measurement register (a PCR: reset at power-on, extend-only) -------
+    @abc.abstractmethod
+    def extend_register(self, digest: bytes) -> bytes:
+        """``R = SHA-384(R || digest)``; return the new value."""
+
+    @abc.abstractmethod
+    def read_register(self) -> bytes: ...
+
     # --- RAM (volatile, per power cycle) ------------------------------------
     @abc.abstractmethod
     def ram_read(self, name: str) -> bytes | None: ...

@@ -6,7 +6,8 @@
     DEV/flash/<part>.img   bl2, kernel_a/b, rootfs_a/b (replaced atomically)
     DEV/flash/bootenv.0|1  redundant boot environment
     DEV/flash/data/        the data area
-    DEV/ram/               volatile: cleared at power-on (HUK lock, measurements)
+    DEV/ram/               volatile: cleared at power-on (HUK lock, register, event log,
+                           the keys a verified boot opened)
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from edgeward.board import bootenv, fuses
 from edgeward.board.base import PARTITIONS, Board
 from edgeward.errors import FuseError, InputError
 from edgeward.files import private_dir, remove_stale_temporaries, write_atomic
+from edgeward.trust.digest import sha384
 from edgeward.trust.hashtree import Reader
+from edgeward.trust.measurement import INITIAL
 
 CHUNK = 1 << 20
 
@@ -147,6 +150,15 @@ class VirtualBoard(Board):
     @property
     def data_dir(self) -> Path:
         return self._flash / "data"
+
+    # --- measurement register -------------------------------------------------
+    def extend_register(self, digest: bytes) -> bytes:
+        value = sha384(self.read_register() + digest)
+        self.ram_write("register", value)
+        return value
+
+    def read_register(self) -> bytes:
+        return self.ram_read("register") or INITIAL
 
     # --- RAM ---------------------------------------------------------------------
     def ram_read(self, name: str) -> bytes | None:

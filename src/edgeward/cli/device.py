@@ -14,11 +14,9 @@ from edgeward.cli.common import device_option, json_option
 from edgeward.cli.output import byte_progress, console, emit_json
 from edgeward.device import attest as attest_mod
 from edgeward.device.boot.chain import boot as run_boot
-from edgeward.device.boot.chain import last_boot
+from edgeward.device.boot.commit import commit_booted_slot
 from edgeward.device.boot.report import BootReport
-from edgeward.device.boot.slots import commit as commit_env
 from edgeward.device.status import status as device_status
-from edgeward.errors import StateError
 from edgeward.files import write_atomic
 
 
@@ -113,12 +111,11 @@ def _print_status(info: dict[str, Any]) -> None:
 @device.command()
 @device_option
 def commit(device: Path) -> None:
-    """Mark the slot booted on trial as good (what a passing health check does)."""
-    board = VirtualBoard.open(device)
-    last = last_boot(board)
-    env = board.read_env()
-    if last is None or last["verdict"] != "booted" or env is None:
-        raise StateError("only a slot that booted in this power cycle can be committed")
-    board.write_env(commit_env(env, last["slot"]))
-    console.print(f"slot {last['slot']} committed")
+    """Mark the slot booted on trial as good (what a passing health check does).
 
+    Burns the fused security version up to the committed release's.
+    """
+    done = commit_booted_slot(VirtualBoard.open(device))
+    console.print(f"slot {done.slot} committed"
+                  + (f"; security version fused at {done.security_version}" if done.burnt
+                     else ""))

@@ -39,7 +39,7 @@ def init(directory: Path, model: str, manufacturer: str, os_version: str,
     """Make the OEM keys (boot root, kernel, CA, station, escrow) and the first release."""
     made = station.init(directory, model, manufacturer, os_version, security_version,
                         read_passphrase(passphrase_file), now())
-    config = made.config
+    config = station.config(made)
     if as_json:
         emit_json({"factory": str(directory), **config})
         return

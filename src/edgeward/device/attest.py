@@ -8,7 +8,7 @@ from edgeward.device.boot.chain import last_boot
 from edgeward.errors import AttestationError, InputError
 from edgeward.trust.canonical import from_hex
 from edgeward.trust.certs import serial_of
-from edgeward.trust.measurement import Event
+from edgeward.trust.measurement import Event, replay
 from edgeward.trust.quote import MAX_NONCE, Quote, sign_quote
 
 
@@ -31,6 +31,8 @@ def quote(board: Board, nonce: bytes) -> tuple[Quote, bytes]:
         raise AttestationError(
             f"the last boot was refused at {state['refused_stage']}: nothing to attest")
     events = tuple(Event.from_dict(e, "boot event") for e in state["events"])
-    q = Quote(serial_of(identity.certificate(board)), nonce, bytes.fromhex(state["register"]),
-              events, state["slot"])
+    register = board.read_register()
+    if replay(list(events)) != register:
+        raise AttestationError("the event log in RAM does not match the measurement register")
+    q = Quote(serial_of(identity.certificate(board)), nonce, register, events, state["slot"])
     return q, sign_quote(q, identity.identity_key(board))

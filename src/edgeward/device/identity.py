@@ -1,7 +1,8 @@
 """The gateway's identity: a key made on the device, its certificate, its record.
 
-The private key is generated here, on the device, and written only into the
-device's data area (mode 0600); the factory receives a CSR and nothing else.
+The private key is generated here, on the device, and stored only sealed under
+the board's HUK (see keyring.py); the factory receives a CSR and nothing else.
+After a verified boot the OS stage opens it into RAM for attestation and TLS.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from edgeward.board.base import Board
-from edgeward.errors import InputError, ProvisioningError
-from edgeward.files import load_private_key, read_file, save_private_key, write_atomic
+from edgeward.device import keyring
+from edgeward.errors import AttestationError, ProvisioningError
+from edgeward.files import read_file, write_atomic
 from edgeward.trust import certs, keys
 
 
@@ -21,8 +23,8 @@ def _dir(board: Board) -> Path:
     return board.data_dir / "identity"
 
 
-def key_path(board: Board) -> Path:
-    return _dir(board) / "device.key"
+def sealed_key_path(board: Board) -> Path:
+    return board.data_dir / "sealed" / f"{keyring.IDENTITY}.wrapped"
 
 
 def cert_path(board: Board) -> Path:
@@ -33,12 +35,10 @@ def record_path(board: Board) -> Path:
     return _dir(board) / "manufacturing.json"
 
 
-def make_key_and_csr(board: Board, serial: str) -> bytes:
-    """Generate the identity key on the device; return only the CSR (PEM)."""
-    if key_path(board).exists():
-        raise ProvisioningError("this device already has an identity key")
+def make_key_and_csr(board: Board, kek: bytes, serial: str) -> bytes:
+    """Generate the identity key on the device, seal it to the board; return the CSR (PEM)."""
     key = keys.generate(keys.Algorithm.ECDSA_P384)
-    save_private_key(key_path(board), key)
+    keyring.seal(board, kek, keyring.IDENTITY, keys.private_pem(key))
     return certs.make_csr(key, serial).public_bytes(serialization.Encoding.PEM)
 
 
@@ -52,9 +52,12 @@ def install(board: Board, cert_pem: bytes, record: bytes) -> None:
 
 
 def identity_key(board: Board) -> keys.PrivateKey:
-    if not key_path(board).exists():
-        raise InputError("this device has no identity key: provision it first")
-    return load_private_key(key_path(board), None, "device identity key")
+    """The identity key, which only a verified boot in this power cycle opens."""
+    pem = keyring.recall(board, keyring.IDENTITY)
+    if pem is None:
+        raise AttestationError("the identity key is sealed: only a verified boot in this "
+                               "power cycle opens it")
+    return keys.load_private(pem, None, "device identity key")
 
 
 def certificate(board: Board) -> x509.Certificate:

@@ -14,12 +14,12 @@ from edgeward.trust.manifest import peek_kernel_bundle
 
 
 def _slot_version(board: Board, slot: str) -> str | None:
-    image = board.read(kernel_partition(slot))
-    if image is None:
-        return None
     try:
+        image = board.read(kernel_partition(slot))
+        if image is None:
+            return None
         bundle = peek_kernel_bundle(image)
-    except Error:
+    except (Error, OSError):
         return "unreadable"
     return f"{bundle.version} (security version {bundle.security_version}, unverified)"
 
@@ -29,7 +29,6 @@ def status(board: Board) -> dict[str, Any]:
     try:
         cert = identity.certificate(board)
         serial, fingerprint = certs.serial_of(cert), certs.fingerprint(cert)
-        model = cert.subject.rfc4514_string()
         titles = [a.value for a in cert.subject if a.oid.dotted_string == "2.5.4.12"]
         model = str(titles[0]) if titles else None
     except Error:

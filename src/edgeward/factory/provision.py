@@ -1,23 +1,26 @@
 """Provisioning one gateway: fuses, flash, identity, credentials, a test boot, a record.
 
-Everything that can be checked is checked before the first fuse is burnt
-(keys and passphrase, the release, the serial, the device's state): fuses
-cannot be unburnt, so nothing irreversible happens on bad input.
+Fuses cannot be unburnt, so everything that can fail on bad input fails
+before the first one is: the serial and the device directory, the keys (and
+the passphrase) and that each matches its certificate, and the release
+itself, which is booted first on a scratch board. Only then is the real board
+burnt, flashed, given its identity, and booted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeward.board.bootenv import BootEnv
 from edgeward.board.virtual import VirtualBoard
-from edgeward.device import credentials, identity
+from edgeward.device import credentials, identity, keyring
 from edgeward.device.boot.chain import boot
 from edgeward.device.boot.report import BootReport
-from edgeward.errors import NotAvailable, ProvisioningError
+from edgeward.errors import InputError, NotAvailable, ProvisioningError
 from edgeward.factory.record import sign_record
 from edgeward.factory.station import Factory
 from edgeward.files import read_file, write_atomic, write_secret
@@ -35,8 +38,66 @@ class Provisioned:
     boot: BootReport
 
 
+@dataclass(frozen=True)
+class _Images:
+    root_hash: bytes
+    security_version: int
+    bl2: bytes
+    kernel: bytes
+    rootfs: Path
+
+
 def escrow_info(serial: str) -> bytes:
     return b"edgeward maintenance credential\x00" + serial.encode()
+
+
+def _check_blank(device: Path) -> None:
+    if not device.exists():
+        return
+    if not device.is_dir():
+        raise ProvisioningError(f"{device} exists and is not a directory")
+    if (device / "fuses.bin").exists():
+        if VirtualBoard.open(device).fuses().provisioned:
+            raise ProvisioningError(f"device {device} already has burnt fuses; a gateway is "
+                                    "provisioned once (fuses cannot be unburnt)")
+        if not (device / "flash" / "data" / "sealed").exists():
+            return  # a blank board
+    elif not any(device.iterdir()):
+        return
+    raise ProvisioningError(f"{device} exists and is not a blank gateway")
+
+
+def _check_pair(key: keys.PrivateKey, cert_pem_owner: str, public: keys.PublicKey) -> None:
+    if keys.public_der(key.public_key()) != keys.public_der(public):
+        raise ProvisioningError(f"the {cert_pem_owner} key does not match its certificate")
+
+
+def _flash(device: Path, images: _Images) -> tuple[VirtualBoard, bytes]:
+    """Burn and flash a board; seal its data key. Returns the board and its KEK."""
+    board = VirtualBoard.create(device)
+    board.burn("root_key_hash", images.root_hash)
+    board.burn("huk", os.urandom(32))
+    board.advance_security_version(images.security_version)
+    board.burn("debug_disable", b"\x01")
+    board.write("bl2", images.bl2)
+    board.write("kernel_a", images.kernel)
+    board.write("rootfs_a", images.rootfs)
+    board.write_env(BootEnv())
+    kek = keyring.derive(board)  # the HUK is readable until the first boot locks it
+    keyring.seal(board, kek, keyring.DATA_VOLUME, os.urandom(32))
+    return board, kek
+
+
+def _rehearse(images: _Images, serial: str) -> None:
+    """Provision and boot a scratch board: a release that does not boot burns nothing."""
+    with tempfile.TemporaryDirectory(prefix="edgeward-rehearsal-") as tmp:
+        board, kek = _flash(Path(tmp) / "board", images)
+        identity.make_key_and_csr(board, kek, serial)
+        report = boot(board)
+        if report.verdict != "booted":
+            raise ProvisioningError(f"the factory release does not boot (refused at "
+                                    f"{report.refused_stage}: {report.reason}); nothing was "
+                                    "burnt")
 
 
 def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | None,
@@ -48,44 +109,37 @@ def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | N
     if factory.record_path(serial).exists():
         raise ProvisioningError(f"serial {serial} was already provisioned by this factory; "
                                 "every gateway needs its own serial")
-    if (device / "fuses.bin").exists() and VirtualBoard.open(device).fuses().provisioned:
-        raise ProvisioningError(f"device {device} already has burnt fuses; a gateway is "
-                                "provisioned once (fuses cannot be unburnt)")
-    # Every check that can fail on bad input, before anything irreversible:
-    ca_key = factory.key("ca", passphrase)
+    _check_blank(device)
+    ca_key, ca_cert = factory.key("ca", passphrase), factory.ca_cert
     station_key = factory.key("station", passphrase)
-    ca_cert = factory.ca_cert
-    root_hash = keys.key_hash(factory.public_key("boot-root"))
+    _check_pair(ca_key, "CA", certs.public_key_of(ca_cert))
+    _check_pair(station_key, "station", certs.public_key_of(factory.station_cert))
     escrow = factory.public_key("escrow")
     release = factory.release
+    root_hash = keys.key_hash(factory.public_key("boot-root"))
+    if not release.rootfs.is_file():
+        raise InputError(f"rootfs image {release.rootfs} does not exist")
     bl2_image = read_file(release.bl2, "BL2 image")
-    kernel_image = read_file(release.kernel, "kernel bundle")
-    bl2 = verify_bl2(bl2_image, root_hash, 0)
+    images = _Images(root_hash, verify_bl2(bl2_image, root_hash, 0).security_version,
+                     bl2_image, read_file(release.kernel, "kernel bundle"), release.rootfs)
+    _rehearse(images, serial)
 
-    board = VirtualBoard.create(device)
-    board.burn("root_key_hash", root_hash)
-    board.burn("huk", os.urandom(32))
-    board.advance_security_version(bl2.security_version)
-    board.burn("debug_disable", b"\x01")
-    board.write("bl2", bl2_image)
-    board.write("kernel_a", kernel_image)
-    board.write("rootfs_a", release.rootfs)
-    board.write_env(BootEnv())
-
-    csr = certs.load_csr(identity.make_key_and_csr(board, serial))
+    # From here on the board is changed for good.
+    board, kek = _flash(device, images)
+    csr = certs.load_csr(identity.make_key_and_csr(board, kek, serial))
     cert = certs.issue(ca_key, ca_cert, csr, serial, factory.model, now)
+    certs.verify_device_cert(cert, [ca_cert], now)
     user, password = credentials.make_maintenance(board, serial)
-    write_secret(factory.root / "escrow" / f"{serial}.sealed",
-                 sealing.seal(escrow, f"{user}:{password}".encode(), escrow_info(serial)))
-
     report = boot(board)  # the factory's test boot; also the device's first boot
     if report.verdict != "booted":
         raise ProvisioningError(f"factory test boot of {serial} refused at "
                                 f"{report.refused_stage}: {report.reason}")
+    write_secret(factory.root / "escrow" / f"{serial}.sealed",
+                 sealing.seal(escrow, f"{user}:{password}".encode(), escrow_info(serial)))
     fuses = board.fuses()
     record = {
         "type": "manufacturing-record", "serial": serial, "model": factory.model,
-        "manufacturer": str(factory.config["manufacturer"]),
+        "manufacturer": factory.manufacturer,
         "certificate_sha384": certs.fingerprint(cert), "fuse_hash": fuses.public_hash(),
         "root_key_hash": fuses.root_key_hash.hex(),
         "security_version": fuses.security_version,

@@ -25,6 +25,7 @@ def verify_record(data: bytes, station_cert: x509.Certificate, ca_cert: x509.Cer
                   now: dt.datetime) -> dict[str, Any]:
     """Check the station certificate chains to the CA and signed this record."""
     certs.verify_issued_by(station_cert, ca_cert, now)
+    certs.require_station(station_cert)
     station = certs.public_key_of(station_cert)
     payload, _ = open_envelope(data, RECORD_TYPE, {keys.keyid(station): station},
                                "manufacturing record")

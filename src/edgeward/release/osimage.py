@@ -9,11 +9,12 @@ from pathlib import Path
 
 from edgeward.files import write_atomic
 from edgeward.release import rootfs
-from edgeward.trust.digest import sha384_hex
 from edgeward.trust.keys import PrivateKey
 from edgeward.trust.manifest import (
     Bl2Manifest,
     KernelBundle,
+    peek_bl2,
+    peek_kernel_bundle,
     sign_bl2,
     sign_kernel_bundle,
 )
@@ -82,8 +83,8 @@ def build_release(directory: Path, version: str, security_version: int, model: s
     write_atomic(release.kernel, kernel)
     write_atomic(release.bl2, bl2)
     known = KnownGood({
-        COMPONENTS["rom"]: frozenset({sha384_hex(bl2)}),
-        COMPONENTS["bl2"]: frozenset({sha384_hex(kernel)}),
+        COMPONENTS["rom"]: frozenset({peek_bl2(bl2).digest}),
+        COMPONENTS["bl2"]: frozenset({peek_kernel_bundle(kernel).digest}),
         COMPONENTS["kernel"]: frozenset({sealed.params.root_hash.hex()}),
         COMPONENTS["os"]: frozenset({HEALTHY_OS_STATE}),
     })

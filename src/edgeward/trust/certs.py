@@ -185,6 +185,10 @@ def verify_device_cert(
     """Verify ``cert`` chains to one of ``cas`` at ``now`` for client auth; return its serial."""
     if not cas:
         raise CertificateError("no trusted manufacturer CA")
+    for ca in cas:
+        if not _is_ca(ca):
+            raise CertificateError(f"{subject_text(ca)} is not a CA certificate and cannot "
+                                   "be a trust anchor")
     try:
         verifier = PolicyBuilder().store(Store(cas)).time(_aware(now)).build_client_verifier()
         verifier.verify(cert, [])
@@ -216,6 +220,23 @@ def verify_issued_by(cert: x509.Certificate, ca: x509.Certificate, now: dt.datet
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise CertificateError(f"certificate {subject_text(cert)} is not valid "
                                f"at {now.isoformat()}")
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
+def require_station(cert: x509.Certificate) -> None:
+    """A certificate fit to sign manufacturing records: an end entity for code signing."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError) as e:
+        raise CertificateError("station certificate has no extended key usage") from e
+    if _is_ca(cert) or ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+        raise CertificateError(f"{subject_text(cert)} is not a factory station certificate")
 
 
 def _aware(now: dt.datetime) -> dt.datetime:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from edgeward.errors import KeyFileError, ManifestError, RollbackError, SignatureError
 from edgeward.trust.canonical import Fields, canonical, load_object
+from edgeward.trust.digest import sha384_hex
 from edgeward.trust.envelope import Envelope, open_envelope, parse_envelope, seal_envelope
 from edgeward.trust.hashtree import TreeParams
 from edgeward.trust.keys import PrivateKey, PublicKey, key_hash, keyid, load_public, public_der
@@ -40,6 +41,7 @@ class Bl2Manifest:
     code: bytes
     model: str
     signer: str = ""
+    digest: str = ""  # SHA-384 of the signed payload: what the ROM measures
 
     def to_payload(self) -> bytes:
         return canonical({
@@ -76,6 +78,7 @@ class Bl2Manifest:
             code=f.b64_("code", max_len=1 << 22),
             model=f.str_("model", 64),
             signer=signer,
+            digest=sha384_hex(payload),
         )
 
 
@@ -93,10 +96,13 @@ def verify_bl2(image: bytes, fused_root_hash: bytes, fused_svn: int) -> Bl2Manif
     f.expect({"root_key", "envelope"})
     if canonical(f.obj) != image:
         f.fail("not in canonical form")
+    raw_root = f.b64_("root_key", max_len=1024)
     try:
-        root = load_public(f.b64_("root_key", max_len=1024), "BL2 root key")
+        root = load_public(raw_root, "BL2 root key")
     except KeyFileError as e:
         raise ManifestError("BL2 image: root_key is not a public key") from e
+    if public_der(root) != raw_root:  # one encoding: the fused hash is of these very bytes
+        f.fail("root_key is not canonical DER")
     if key_hash(root) != fused_root_hash:
         raise SignatureError("BL2 root key does not match the fused root key hash")
     envelope_obj = f.obj["envelope"]
@@ -120,6 +126,7 @@ class KernelBundle:
     rootfs: TreeParams
     rootfs_size: int
     signer: str = ""
+    digest: str = ""  # SHA-384 of the signed payload: what BL2 measures
 
     def to_payload(self) -> bytes:
         r = self.rootfs
@@ -173,6 +180,7 @@ class KernelBundle:
             rootfs=params,
             rootfs_size=image_size,
             signer=signer,
+            digest=sha384_hex(payload),
         )
 
 
@@ -184,11 +192,22 @@ def verify_kernel_bundle(
     image: bytes, trusted: tuple[PublicKey, ...], fused_svn: int
 ) -> KernelBundle:
     """What BL2 does: the bundle must be signed by a kernel key BL2 embeds."""
+    if canonical(load_object(image, "kernel bundle", ManifestError)) != image:
+        raise ManifestError("kernel bundle: not in canonical form")
     payload, signers = open_envelope(image, KERNEL_TYPE, {keyid(k): k for k in trusted},
                                      "kernel bundle")
     bundle = KernelBundle.from_payload(payload, signers[0])
     check_rollback("kernel bundle", bundle.security_version, fused_svn)
     return bundle
+
+
+def peek_bl2(image: bytes) -> Bl2Manifest:
+    """Parse a BL2 image WITHOUT verifying it: for builders and displays, never for trust."""
+    f = Fields(load_object(image, "BL2 image", ManifestError), "BL2 image", ManifestError)
+    envelope_obj = f.expect({"root_key", "envelope"}).obj["envelope"]
+    if not isinstance(envelope_obj, dict):
+        f.fail("envelope must be an object")
+    return Bl2Manifest.from_payload(parse_envelope(canonical(envelope_obj), "BL2").payload, "")
 
 
 def peek_kernel_bundle(image: bytes) -> KernelBundle:

@@ -53,8 +53,12 @@ class Event:
                    f.str_("signer", 96))
 
 
+def event_digest(event: Event) -> bytes:
+    return sha384(canonical(event.to_dict()))
+
+
 def extend(register: bytes, event: Event) -> bytes:
-    return sha384(register + sha384(canonical(event.to_dict())))
+    return sha384(register + event_digest(event))
 
 
 def replay(events: list[Event]) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,38 +9,43 @@ from edgeward.board.base import Board
 from edgeward.device.boot.report import BootReport, StageResult
 from edgeward.device.boot.stages import STAGES, Context
 from edgeward.errors import BootRefused, Error, InputError
-from edgeward.trust.canonical import canonical
+from edgeward.trust.canonical import Fields, canonical, load_object
 
 BOOT_STATE = "boot.json"
 
 
 def boot(board: Board, progress: Callable[[int, int], None] | None = None) -> BootReport:
-    """One power cycle: every stage in order, stopping at the first refusal."""
+    """One power cycle: every stage in order, stopping at the first refusal.
+
+    Whatever happens (a refusal, unreadable flash), the HUK is locked when
+    this returns: a halted boot leaves no way to it either.
+    """
     board.power_on()
     report = BootReport()
     try:
-        ctx = Context(board, report, board.fuses(), progress)
-    except Error as e:
-        report.refused_stage, report.reason = "rom", f"fuse bank unreadable: {e.message}"
-        report.stages.append(StageResult("rom", False, report.reason))
-        _save(board, report)
-        return report
-    report.security_version = ctx.fuses.security_version
-    for name, stage, what in STAGES:
         try:
-            stage(ctx)
-        except BootRefused as refused:
-            report.refused_stage, report.reason = refused.stage, refused.reason
-            report.stages.append(StageResult(name, False, refused.reason))
-            board.lock_huk()  # a halted boot leaves no way to the HUK either
-            break
-        report.stages.append(StageResult(name, True, what))
-    _save(board, report)
-    return report
-
-
-def _save(board: Board, report: BootReport) -> None:
+            fuses = board.fuses()
+        except Error as e:
+            raise BootRefused("rom", f"fuse bank unreadable: {e.message}") from e
+        ctx = Context(board, report, fuses, progress)
+        report.security_version = fuses.security_version
+        for name, stage, what in STAGES:
+            try:
+                stage(ctx)
+            except BootRefused:
+                raise
+            except OSError as e:  # flash that cannot be read is refused like flash that lies
+                raise BootRefused(name, f"flash unreadable: {e.strerror or e}") from e
+            except Error as e:
+                raise BootRefused(name, e.message) from e
+            report.stages.append(StageResult(name, True, what))
+    except BootRefused as refused:
+        report.refused_stage, report.reason = refused.stage, refused.reason
+        report.stages.append(StageResult(refused.stage, False, refused.reason))
+    finally:
+        board.lock_huk()
     board.ram_write(BOOT_STATE, canonical(report.to_dict()))
+    return report
 
 
 def last_boot(board: Board) -> dict[str, Any] | None:
@@ -49,8 +53,9 @@ def last_boot(board: Board) -> dict[str, Any] | None:
     raw = board.ram_read(BOOT_STATE)
     if raw is None:
         return None
-    try:
-        state: dict[str, Any] = json.loads(raw)
-    except ValueError as e:
-        raise InputError("boot state in RAM is corrupt") from e
-    return state
+    f = Fields(load_object(raw, "boot state in RAM", InputError), "boot state in RAM",
+               InputError)
+    f.str_("verdict")
+    f.str_("slot")
+    f.list_("events")
+    return f.obj

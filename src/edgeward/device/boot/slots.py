@@ -27,8 +27,9 @@ def choose_slot(env: BootEnv) -> tuple[BootEnv, str]:
 
 def stage_try(env: BootEnv, slot: str, boot_limit: int | None = None) -> BootEnv:
     """Make ``slot`` (freshly written) the one to try at the next boot."""
-    if slot == env.active and not env.try_boot:
-        raise StateError(f"slot {slot} is the committed slot; write the other one")
+    committed = other(env.active) if env.try_boot else env.active
+    if slot == committed:
+        raise StateError(f"slot {slot} holds the committed release; write the other slot")
     return replace(env, active=slot, try_boot=True, boot_count=0,
                    boot_limit=boot_limit or env.boot_limit)
 

@@ -7,24 +7,18 @@ nothing after it runs. Verification itself is delegated to the pure checks in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgeward.board.base import Board, kernel_partition, rootfs_partition
 from edgeward.board.fuses import FuseState
+from edgeward.device import keyring
 from edgeward.device.boot.report import BootReport
 from edgeward.device.boot.slots import choose_slot
 from edgeward.errors import BootRefused, Error
-from edgeward.files import write_secret
-from edgeward.trust import wrap
-from edgeward.trust.digest import sha384_hex
 from edgeward.trust.hashtree import verify_all
 from edgeward.trust.manifest import Bl2Manifest, KernelBundle, verify_bl2, verify_kernel_bundle
-from edgeward.trust.measurement import COMPONENTS, Event, os_state_digest
-
-DATA_KEY_BLOB = "data-volume.key.wrapped"
-DATA_KEY_PURPOSE = b"edgeward data-volume v1"
+from edgeward.trust.measurement import COMPONENTS, Event, event_digest, os_state_digest
 
 
 @dataclass
@@ -35,6 +29,11 @@ class Context:
     progress: Callable[[int, int], None] | None = None
     bl2: Bl2Manifest | None = None
     bundle: KernelBundle | None = None
+
+    def measure(self, event: Event) -> None:
+        """Extend the board's register and keep the event for the log."""
+        self.board.extend_register(event_digest(event))
+        self.report.measure(event)
 
 
 def _refuse(stage: str, error: Error | str) -> BootRefused:
@@ -53,8 +52,8 @@ def rom(ctx: Context) -> None:
     except Error as e:
         raise _refuse("rom", e) from e
     ctx.report.versions["bl2"] = ctx.bl2.version
-    ctx.report.measure(Event("rom", COMPONENTS["rom"], sha384_hex(image), ctx.bl2.version,
-                             ctx.bl2.security_version, ctx.bl2.signer))
+    ctx.measure(Event("rom", COMPONENTS["rom"], ctx.bl2.digest, ctx.bl2.version,
+                      ctx.bl2.security_version, ctx.bl2.signer))
 
 
 def bl2(ctx: Context) -> None:
@@ -77,8 +76,8 @@ def bl2(ctx: Context) -> None:
         raise _refuse("bl2", f"slot {env.active}: kernel bundle is for model "
                              f"{ctx.bundle.model!r}, this gateway is {ctx.bl2.model!r}")
     ctx.report.versions["kernel"] = ctx.bundle.version
-    ctx.report.measure(Event("bl2", COMPONENTS["bl2"], sha384_hex(image), ctx.bundle.version,
-                             ctx.bundle.security_version, ctx.bundle.signer))
+    ctx.measure(Event("bl2", COMPONENTS["bl2"], ctx.bundle.digest, ctx.bundle.version,
+                      ctx.bundle.security_version, ctx.bundle.signer))
 
 
 def kernel(ctx: Context) -> None:
@@ -103,46 +102,34 @@ def kernel(ctx: Context) -> None:
         except Error as e:
             raise _refuse("kernel", f"slot {slot}: {e.message}") from e
     ctx.report.versions["rootfs"] = ctx.bundle.version
-    ctx.report.measure(Event("kernel", COMPONENTS["kernel"], params.root_hash.hex(),
-                             ctx.bundle.version, ctx.bundle.security_version,
-                             ctx.bundle.signer))
-
-
-def _binding(ctx: Context) -> bytes:
-    # Bound to who signed the chain, not to exact hashes: a signed update needs no reseal.
-    assert ctx.bl2 is not None and ctx.bundle is not None
-    return f"root={ctx.fuses.root_key_hash.hex()};kernel={ctx.bundle.signer}".encode()
+    ctx.measure(Event("kernel", COMPONENTS["kernel"], params.root_hash.hex(),
+                      ctx.bundle.version, ctx.bundle.security_version, ctx.bundle.signer))
 
 
 def os_stage(ctx: Context) -> None:
-    """OS stage: refuse an open debug port, unseal the data key, lock the HUK."""
+    """OS stage: refuse an open debug port, open the boot-bound keys, lock the HUK."""
     try:
-        _unseal(ctx)
+        _open_keys(ctx)
     finally:
         ctx.board.lock_huk()  # close the door behind us, whatever happened
     assert ctx.bundle is not None
-    ctx.report.measure(Event("os", COMPONENTS["os"],
-                             os_state_digest(True, ctx.board.huk_locked(), "unsealed"),
-                             ctx.bundle.version, ctx.bundle.security_version, ""))
+    ctx.measure(Event("os", COMPONENTS["os"],
+                      os_state_digest(True, ctx.board.huk_locked(), "unsealed"),
+                      ctx.bundle.version, ctx.bundle.security_version, ""))
 
 
-def _unseal(ctx: Context) -> None:
+def _open_keys(ctx: Context) -> None:
     if not ctx.fuses.debug_disable:
         raise _refuse("os", "the debug port is open (debug_disable fuse not burnt): "
                             "a production OS does not run on it")
     try:
-        kek = wrap.derive_kek(ctx.board.read_huk(), DATA_KEY_PURPOSE, _binding(ctx))
+        kek = keyring.derive(ctx.board)
+        keyring.unseal(ctx.board, kek, keyring.DATA_VOLUME)  # the /data key (mounted later)
+        identity = keyring.unseal(ctx.board, kek, keyring.IDENTITY)
     except Error as e:
-        raise _refuse("os", e) from e
-    blob_path = ctx.board.data_dir / DATA_KEY_BLOB
-    try:
-        if blob_path.exists():
-            wrap.unwrap(kek, blob_path.read_bytes(), _binding(ctx))
-        else:  # first boot: the device makes its own data key, known to no one
-            write_secret(blob_path, wrap.wrap(kek, os.urandom(32), _binding(ctx)))
-    except Error as e:
-        raise _refuse("os", "the data volume key does not unseal: not the board it was "
-                            "provisioned on, or a chain signed by other keys") from e
+        raise _refuse("os", f"the boot-bound keys do not open: {e.message} (not the board "
+                            "they were sealed on, or its data area was altered)") from e
+    keyring.remember(ctx.board, keyring.IDENTITY, identity)
 
 
 STAGES: tuple[tuple[str, Callable[[Context], None], str], ...] = (

@@ -1,0 +1,35 @@
+"""Committing the slot booted on trial, as a passing health check does.
+
+Committing a release also burns the fused security version up to that
+release's: from then on nothing older can boot, on either slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeward.board.base import Board
+from edgeward.device.boot.chain import last_boot
+from edgeward.device.boot.slots import commit as commit_env
+from edgeward.errors import StateError
+
+
+@dataclass(frozen=True)
+class Committed:
+    slot: str
+    security_version: int
+    burnt: bool
+
+
+def commit_booted_slot(board: Board) -> Committed:
+    last = last_boot(board)
+    env = board.read_env()
+    if last is None or last["verdict"] != "booted" or env is None:
+        raise StateError("only a slot that booted in this power cycle can be committed")
+    slot = str(last["slot"])
+    board.write_env(commit_env(env, slot))
+    release_svn = min(int(e["security_version"]) for e in last["events"])
+    burnt = release_svn > board.fuses().security_version
+    if burnt:
+        board.advance_security_version(release_svn)
+    return Committed(slot, release_svn, burnt)
