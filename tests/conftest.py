@@ -16,6 +16,8 @@ import pytest
 from edgeward.board.virtual import VirtualBoard
 from edgeward.factory import station
 from edgeward.factory.provision import provision
+from edgeward.release import rootfs
+from edgeward.trust.manifest import peek_kernel_bundle
 
 REQUIRE_REAL = os.environ.get("EDGEWARD_REQUIRE_REAL") == "1"
 NOW = dt.datetime.now(dt.UTC)
@@ -52,3 +54,10 @@ def gateway(factory: station.Factory, tmp_path: Path) -> VirtualBoard:
     device = tmp_path / "gw-0001"
     provision(factory, device, "gw-0001", None, NOW)
     return VirtualBoard.open(device)
+
+
+def slot_a_rootfs(board: VirtualBoard) -> rootfs.SealedRootfs:
+    """Slot A's rootfs as the kernel bundle describes it, to sign other bundles over it."""
+    genuine = peek_kernel_bundle(board.read("kernel_a") or b"")
+    return rootfs.SealedRootfs(board.partition_path("rootfs_a"), genuine.rootfs,
+                               genuine.rootfs_size)

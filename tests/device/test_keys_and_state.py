@@ -22,7 +22,7 @@ from edgeward.factory.station import Factory
 from edgeward.release import rootfs
 from edgeward.release.osimage import make_bl2, make_kernel_bundle
 from edgeward.trust import keys
-from edgeward.trust.manifest import peek_kernel_bundle
+from tests.conftest import slot_a_rootfs
 
 
 def test_a_good_boot_log_copied_onto_a_tampered_device_gives_no_quote(
@@ -96,9 +96,7 @@ def test_a_second_kernel_key_in_bl2_boots_without_a_reseal(
     new_key = keys.generate()
     gateway.write("bl2", make_bl2("1.1.0", 1, "ew-gw1", [factory.key("kernel", None), new_key],
                                   factory.key("boot-root", None)))
-    genuine = peek_kernel_bundle(gateway.read("kernel_a") or b"")
-    sealed = rootfs.SealedRootfs(gateway.partition_path("rootfs_a"), genuine.rootfs,
-                                 genuine.rootfs_size)
+    sealed = slot_a_rootfs(gateway)
     gateway.write("kernel_a", make_kernel_bundle("1.1.0", 1, "ew-gw1", sealed, new_key))
     assert boot(gateway).verdict == "booted"
 

@@ -23,6 +23,7 @@ from edgeward.release.osimage import make_bl2, make_kernel_bundle
 from edgeward.trust import keys
 from edgeward.trust.hashtree import TreeParams
 from edgeward.trust.manifest import peek_kernel_bundle
+from tests.conftest import slot_a_rootfs
 
 STAGE_OF = {"bl2": "rom", "kernel_a": "bl2", "rootfs_a": "kernel"}
 ORDER = ["rom", "bl2", "kernel", "os"]
@@ -131,18 +132,14 @@ def test_bl2_claiming_the_real_root_key_but_signed_by_another_is_refused(
 
 def test_kernel_signed_by_a_key_bl2_does_not_trust_is_refused(
         gateway: VirtualBoard, factory: Factory) -> None:
-    genuine = peek_kernel_bundle(gateway.read("kernel_a") or b"")
-    sealed = rootfs.SealedRootfs(gateway.partition_path("rootfs_a"), genuine.rootfs,
-                                 genuine.rootfs_size)
+    sealed = slot_a_rootfs(gateway)
     gateway.write("kernel_a", make_kernel_bundle("1.0.0", 1, "ew-gw1", sealed, keys.generate()))
     assert "not signed by any trusted key" in assert_refused_at(gateway, "bl2")
 
 
 def test_kernel_signed_with_ed25519_by_an_untrusted_key_is_refused(
         gateway: VirtualBoard) -> None:
-    genuine = peek_kernel_bundle(gateway.read("kernel_a") or b"")
-    sealed = rootfs.SealedRootfs(gateway.partition_path("rootfs_a"), genuine.rootfs,
-                                 genuine.rootfs_size)
+    sealed = slot_a_rootfs(gateway)
     rogue = keys.generate(keys.Algorithm.ED25519)
     gateway.write("kernel_a", make_kernel_bundle("1.0.0", 1, "ew-gw1", sealed, rogue))
     assert_refused_at(gateway, "bl2")
@@ -214,9 +211,7 @@ def test_higher_security_version_fused_refuses_the_older_image(gateway: VirtualB
 
 def test_kernel_for_another_model_signed_by_the_genuine_key_is_refused(
         gateway: VirtualBoard, factory: Factory) -> None:
-    genuine = peek_kernel_bundle(gateway.read("kernel_a") or b"")
-    sealed = rootfs.SealedRootfs(gateway.partition_path("rootfs_a"), genuine.rootfs,
-                                 genuine.rootfs_size)
+    sealed = slot_a_rootfs(gateway)
     gateway.write("kernel_a", make_kernel_bundle("1.0.0", 1, "ew-other-model", sealed,
                                                  factory.key("kernel", None)))
     assert "is for model 'ew-other-model'" in assert_refused_at(gateway, "bl2")
