@@ -25,8 +25,9 @@ def boot(board: Board, progress: Callable[[int, int], None] | None = None) -> Bo
     try:
         try:
             fuses = board.fuses()
-        except Error as e:
-            raise BootRefused("rom", f"fuse bank unreadable: {e.message}") from e
+        except (Error, OSError) as e:
+            reason = e.message if isinstance(e, Error) else (e.strerror or str(e))
+            raise BootRefused("rom", f"fuse bank unreadable: {reason}") from e
         ctx = Context(board, report, fuses, progress)
         report.security_version = fuses.security_version
         for name, stage, what in STAGES:
