@@ -23,10 +23,6 @@ def _dir(board: Board) -> Path:
     return board.data_dir / "identity"
 
 
-def sealed_key_path(board: Board) -> Path:
-    return board.data_dir / "sealed" / f"{keyring.IDENTITY}.wrapped"
-
-
 def cert_path(board: Board) -> Path:
     return _dir(board) / "device.pem"
 
