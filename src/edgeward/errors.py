@@ -13,17 +13,21 @@ place and nothing else.
     ├── InputError                exit 3   malformed input (a file, a field, a value)
     │   ├── EnvelopeError                  a signed envelope that does not parse
     │   ├── ManifestError                  an image manifest that does not parse
-    │   └── KeyFileError                   an unreadable key file or wrong passphrase
+    │   ├── KeyFileError                   an unreadable key file or wrong passphrase
+    │   └── NotFound                       no such thing (for this principal) (HTTP 404)
     ├── SecurityError             exit 4   a verification refused something
     │   ├── SignatureError                 no valid signature by a trusted key
     │   ├── IntegrityError                 bytes that do not match their digest
     │   ├── RollbackError                  a security version below the fused counter
     │   ├── CertificateError               a certificate that does not chain or is invalid
     │   ├── AttestationError               a quote that does not verify
+    │   ├── AuthenticationError            no valid token or certificate (HTTP 401)
+    │   ├── PermissionDenied               a principal not allowed an action (HTTP 403)
     │   └── BootRefused           exit 5   a boot stage refused to go on
     ├── StateError                exit 6   the action does not fit the current state
     │   ├── FuseError                      an OTP write that hardware would refuse
-    │   └── ProvisioningError              a device or factory not in a state to provision
+    │   ├── ProvisioningError              a device or factory not in a state to provision
+    │   └── Conflict                       a name or identity already taken (HTTP 409)
     ├── ToolError                 exit 7   an external program is missing or failed
     └── NotAvailable              exit 8   a feature this build does not offer yet
 """
@@ -77,6 +81,10 @@ class KeyFileError(InputError):
     pass
 
 
+class NotFound(InputError):
+    pass
+
+
 class SecurityError(Error):
     exit_code = 4
 
@@ -101,6 +109,14 @@ class AttestationError(SecurityError):
     pass
 
 
+class AuthenticationError(SecurityError):
+    pass
+
+
+class PermissionDenied(SecurityError):
+    pass
+
+
 class BootRefused(SecurityError):
     """A boot stage refused to continue; ``stage`` names it."""
 
@@ -121,6 +137,10 @@ class FuseError(StateError):
 
 
 class ProvisioningError(StateError):
+    pass
+
+
+class Conflict(StateError):
     pass
 
 

@@ -1,0 +1,66 @@
+"""Who may do what: one ``Action`` enum, roles as sets of actions, one check.
+
+Every API route declares the action it needs; :func:`authorize` is the only
+place that decides. A principal acts within its own tenant and nowhere else;
+a tenant-scoped lookup of another tenant's object answers "not found", so a
+principal cannot even learn what exists elsewhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from edgeward.errors import PermissionDenied
+
+
+class Action(enum.StrEnum):
+    GATEWAY_LIST = "gateway:list"
+    GATEWAY_READ = "gateway:read"
+    GATEWAY_REVOKE = "gateway:revoke"
+    GATEWAY_CLAIM = "gateway:claim"
+    AUDIT_READ = "audit:read"
+    USER_READ = "user:read"
+    USER_MANAGE = "user:manage"
+    TOKEN_MANAGE = "token:manage"  # noqa: S105 (an action name, not a secret)
+    TENANT_MANAGE = "tenant:manage"
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+_VIEWER = frozenset({Action.GATEWAY_LIST, Action.GATEWAY_READ, Action.AUDIT_READ,
+                     Action.USER_READ})
+_OPERATOR = _VIEWER | {Action.GATEWAY_REVOKE, Action.GATEWAY_CLAIM}
+_ADMIN = _OPERATOR | {Action.USER_MANAGE, Action.TOKEN_MANAGE}
+ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
+    Role.VIEWER: _VIEWER, Role.OPERATOR: _OPERATOR, Role.ADMIN: _ADMIN,
+}
+PLATFORM_TENANT = "platform"  # its admins also manage tenants; they see no tenant's fleet
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    name: str
+    tenant_id: int
+    tenant: str
+    role: Role
+
+    @property
+    def actor(self) -> str:
+        return f"{self.tenant}/{self.name}"
+
+    def allowed(self) -> frozenset[Action]:
+        actions = ROLE_ACTIONS[self.role]
+        if self.tenant == PLATFORM_TENANT and self.role is Role.ADMIN:
+            actions = actions | {Action.TENANT_MANAGE}
+        return actions
+
+
+def authorize(principal: Principal, action: Action) -> None:
+    if action not in principal.allowed():
+        raise PermissionDenied(f"{principal.actor} ({principal.role}) may not {action}")

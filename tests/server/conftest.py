@@ -1,0 +1,209 @@
+"""Server fixtures: every test that takes ``database_url`` runs on SQLite and on PostgreSQL.
+
+The PostgreSQL side is a real, throwaway cluster that this module makes with
+``initdb`` and starts with ``postgres`` once per session: trust authentication,
+listening only on 127.0.0.1 on a free port, its unix socket inside its own temp
+dir, durability off for speed. Each test gets a fresh database in it, dropped
+afterwards. The cluster is stopped and its directory removed at session end.
+
+PostgreSQL refuses to run as root, so under root the server binaries run as the
+``postgres`` system user (made by Debian's ``postgresql`` package, which
+scripts/bootstrap installs) and the temp dir is handed to that user.
+
+Missing binaries skip the PostgreSQL half, or fail it under
+``EDGEWARD_REQUIRE_REAL=1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.conftest import REQUIRE_REAL
+
+PG_USER = "postgres"  # the cluster's superuser, and the OS user under root
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0  # seconds for the server to accept connections
+STOP_TIMEOUT = 15.0  # seconds for a fast shutdown before SIGKILL
+PORT_ATTEMPTS = 3  # another process may grab the free port before postgres binds it
+
+
+@dataclass(frozen=True)
+class PostgresCluster:
+    """A running throwaway cluster; connect as ``user`` over TCP, no password."""
+
+    bindir: Path
+    datadir: Path
+    host: str
+    port: int
+    user: str
+
+    def url(self, dbname: str) -> str:
+        """A SQLAlchemy URL for ``dbname`` in this cluster (psycopg 3 driver)."""
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        """An autocommit psycopg connection, for admin statements like CREATE DATABASE."""
+        return psycopg.connect(host=self.host, port=self.port, user=self.user,
+                               dbname=dbname, autocommit=True, connect_timeout=5)
+
+
+def _missing(message: str) -> NoReturn:
+    """Skip, or fail under EDGEWARD_REQUIRE_REAL=1 (as tests.conftest.require_tool does)."""
+    if REQUIRE_REAL:
+        pytest.fail(message + " and EDGEWARD_REQUIRE_REAL=1")
+    pytest.skip(message)
+
+
+def _version_key(bindir: str) -> tuple[int, ...]:
+    version = Path(bindir).parent.name  # /usr/lib/postgresql/<version>/bin
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def _find_bindir() -> Path | None:
+    """``pg_config --bindir`` if it has the server binaries, else the newest Debian install."""
+    candidates: list[str] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config is not None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
+                                    check=True, timeout=10)
+            candidates.append(result.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
+    for candidate in candidates:
+        bindir = Path(candidate)
+        if all(os.access(bindir / tool, os.X_OK) for tool in ("initdb", "postgres")):
+            return bindir
+    return None
+
+
+def _run_as() -> dict[str, Any]:
+    """Popen arguments that drop root to the postgres user; none when not root."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pw = pwd.getpwnam(PG_USER)
+    except KeyError:
+        pytest.fail(f"running as root, and PostgreSQL refuses to run as root, but there is no "
+                    f"'{PG_USER}' system user to run it as (install the Debian 'postgresql' "
+                    f"package via scripts/bootstrap, or run the tests as a normal user)")
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Fast shutdown (SIGINT to the postmaster), SIGKILL if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT)
+
+
+def _start(bindir: Path, datadir: Path, sockdir: Path, log: Path,
+           run_as: dict[str, Any]) -> tuple[subprocess.Popen[bytes], PostgresCluster]:
+    """Start postgres on a free port and wait until it takes connections."""
+    for _attempt in range(PORT_ATTEMPTS):
+        port = _free_port()
+        with log.open("ab") as log_file:
+            proc = subprocess.Popen(
+                [str(bindir / "postgres"), "-D", str(datadir), "-p", str(port),
+                 "-k", str(sockdir),
+                 "-c", f"listen_addresses={HOST}",
+                 "-c", "fsync=off",
+                 "-c", "full_page_writes=off",
+                 "-c", "synchronous_commit=off"],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                cwd=datadir.parent, **run_as)
+        cluster = PostgresCluster(bindir, datadir, HOST, port, PG_USER)
+        deadline = time.monotonic() + START_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                cluster.connect().close()
+            except psycopg.OperationalError:
+                time.sleep(0.05)
+            else:
+                return proc, cluster
+        if proc.poll() is None:  # timed out while running
+            _stop(proc)
+            pytest.fail(f"postgres did not accept connections within {START_TIMEOUT}s:\n"
+                        + log.read_text(errors="replace"))
+        # exited early: most likely the port was taken in the meantime; try another one
+    pytest.fail(f"postgres failed to start {PORT_ATTEMPTS} times:\n"
+                + log.read_text(errors="replace"))
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the whole session, torn down at its end."""
+    bindir = _find_bindir()
+    if bindir is None:
+        _missing("PostgreSQL server binaries (initdb, postgres) are not installed "
+                 "(run scripts/bootstrap)")
+    run_as = _run_as()
+    # Not pytest's tmp_path: its parents are 0700 root under root, so unreachable to postgres.
+    root = Path(tempfile.mkdtemp(prefix="edgeward-pg-"))
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        if run_as:
+            os.chown(root, run_as["user"], run_as["group"])
+        datadir = root / "data"
+        initdb = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(datadir), "--username", PG_USER,
+             "--auth", "trust", "--no-sync", "--encoding", "UTF8", "--locale", "C"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=root, check=False,
+            **run_as)
+        if initdb.returncode != 0:
+            pytest.fail(f"initdb failed ({initdb.returncode}):\n{initdb.stdout}{initdb.stderr}")
+        proc, cluster = _start(bindir, datadir, root, root / "postgres.log", run_as)
+        yield cluster
+    finally:
+        if proc is not None:
+            _stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL to an empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/edgeward.db"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    dbname = f"edgeward_{uuid.uuid4().hex[:16]}"
+    with cluster.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    try:
+        yield cluster.url(dbname)
+    finally:
+        with cluster.connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                         .format(sql.Identifier(dbname)))
