@@ -92,3 +92,15 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(128))
     detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Nonce(Base):
+    """A challenge issued to one gateway for one quote; used once, valid briefly."""
+
+    __tablename__ = "nonces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"),
+                                            index=True)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)

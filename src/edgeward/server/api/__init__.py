@@ -1,0 +1,1 @@
+"""Thin HTTP routes: parse, authenticate, call a service, shape the answer."""

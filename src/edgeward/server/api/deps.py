@@ -1,0 +1,38 @@
+"""Who is asking: an operator's token, or a gateway's factory certificate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryptography import x509
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from edgeward.server.db.models import Gateway
+from edgeward.server.services import registry, tokens
+from edgeward.server.services.authz import Action, Principal, authorize
+from edgeward.server.state import state_of
+from edgeward.server.tls import client_certificate
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def operator(session: Session, request: Request, action: Action) -> Principal:
+    """The operator behind the request's token, allowed ``action`` (or refused)."""
+    principal = tokens.authenticate(session, bearer(request), state_of(request).clock())
+    authorize(principal, action)
+    return principal
+
+
+def gateway(session: Session, request: Request
+            ) -> tuple[x509.Certificate, Gateway | None]:
+    state = state_of(request)
+    return registry.identify(session, state.trust, client_certificate(request.scope),
+                             state.clock())
+
+
+Route = Callable[..., object]

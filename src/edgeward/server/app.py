@@ -1,0 +1,102 @@
+"""The fleet server's ASGI application.
+
+One place turns an :class:`edgeward.errors.Error` into an HTTP answer: a
+status code for its kind and ``{"error": message}``. A request that does not
+validate gets 422 with the first problem named. Logs are JSON lines; metrics
+are Prometheus text at ``/metrics``; ``/healthz`` says whether the database
+answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from edgeward import __version__, errors
+from edgeward.server.api import gateways, operators
+from edgeward.server.state import ServerState
+
+log = logging.getLogger("edgeward.server")
+
+STATUS: list[tuple[type[errors.Error], int]] = [
+    (errors.AuthenticationError, 401), (errors.CertificateError, 401),
+    (errors.PermissionDenied, 403), (errors.NotFound, 404), (errors.Conflict, 409),
+    (errors.StateError, 409), (errors.InputError, 400), (errors.SecurityError, 400),
+    (errors.ToolError, 503),
+]
+
+
+def status_of(error: errors.Error) -> int:
+    return next((code for kind, code in STATUS if isinstance(error, kind)), 500)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname,
+                                 "logger": record.name, "message": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, sort_keys=True)
+
+
+def create_app(state: ServerState) -> FastAPI:
+    app = FastAPI(title="edgeward fleet server", version=__version__)
+    app.state.edgeward = state
+    metrics = CollectorRegistry()
+    requests = Counter("edgeward_http_requests", "HTTP requests", ["route", "status"],
+                       registry=metrics)
+    latency = Histogram("edgeward_http_request_seconds", "HTTP request latency", ["route"],
+                        registry=metrics)
+
+    @app.exception_handler(errors.Error)
+    async def on_error(request: Request, error: errors.Error) -> JSONResponse:
+        return JSONResponse({"error": error.message}, status_code=status_of(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = errors.one_line(f"invalid request: {where}: {first.get('msg', 'malformed')}")
+        return JSONResponse({"error": message}, status_code=422)
+
+    @app.middleware("http")
+    async def observe(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - start
+        requests.labels(name, str(response.status_code)).inc()
+        latency.labels(name).observe(elapsed)
+        log.info("request", extra={"fields": {
+            "method": request.method, "route": name, "status": response.status_code,
+            "ms": round(elapsed * 1000, 2)}})
+        return response
+
+    @app.get("/healthz", tags=["server"])
+    def healthz() -> JSONResponse:
+        try:
+            with state.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as e:  # the health check reports any failure
+            return JSONResponse({"status": "unhealthy", "database": type(e).__name__},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+
+    @app.get("/metrics", tags=["server"])
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(gateways.router)
+    app.include_router(operators.router)
+    return app

@@ -1,0 +1,142 @@
+"""Starting the fleet server: data directory, database, TLS identity, uvicorn.
+
+``DATA/`` holds ``fleet.db`` (the embedded SQLite default), ``tls/`` (the
+server's certificate, made on first start), ``manufacturers/*.pem`` (the
+manufacturer CAs whose gateways it accepts), ``known-good/*.json`` and, after
+the first start, ``admin-token``: the platform admin's first API token (0600),
+written once and never logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy import select
+
+from edgeward.errors import InputError, ToolError
+from edgeward.files import private_dir, read_file, write_atomic, write_secret
+from edgeward.server import identity
+from edgeward.server.app import JsonFormatter, create_app
+from edgeward.server.db import migrate
+from edgeward.server.db.engine import Database
+from edgeward.server.db.models import Tenant
+from edgeward.server.services import tenants, tokens
+from edgeward.server.services.authz import PLATFORM_TENANT, Role
+from edgeward.server.services.registry import Trust
+from edgeward.server.state import ServerState
+from edgeward.server.tls import TLSExtensionProtocol
+from edgeward.trust import certs
+from edgeward.trust.quote import KnownGood
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: Path
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8443
+    trust_cas: tuple[Path, ...] = ()
+    known_good: tuple[Path, ...] = ()
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8443")
+    return host.strip("[]"), int(port)
+
+
+def _collect(folder: Path, given: tuple[Path, ...], suffix: str) -> list[Path]:
+    private_dir(folder)
+    for path in given:
+        data = read_file(path, "file")
+        write_atomic(folder / path.name, data)
+    return sorted(folder.glob(f"*{suffix}"))
+
+
+def _bootstrap_admin(db: Database, data: Path, now: dt.datetime) -> None:
+    with db.transaction() as session:
+        if session.execute(select(Tenant).limit(1)).first():
+            return
+        platform = tenants.create_tenant(session, PLATFORM_TENANT, now)
+        admin = tenants.create_user(session, platform.id, "admin", Role.ADMIN, now)
+        write_secret(data / "admin-token", tokens.issue(session, admin.id, now).encode())
+    logging.getLogger("edgeward.server").warning(
+        "first start: platform admin token written", extra={"fields": {
+            "path": str(data / "admin-token")}})
+
+
+def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.Config]:
+    data = private_dir(settings.data)
+    db = Database(settings.db_url or f"sqlite:///{data / 'fleet.db'}")
+    migrate.upgrade(db)
+    _bootstrap_admin(db, data, now)
+    ca_files = _collect(data / "manufacturers", settings.trust_cas, ".pem")
+    cas = tuple(certs.load_cert(read_file(p, "CA certificate"), str(p)) for p in ca_files)
+    known = KnownGood()
+    for path in _collect(data / "known-good", settings.known_good, ".json"):
+        known = known.merged(KnownGood.from_json(read_file(path, "known-good file")))
+    tls = identity.ensure(data, [settings.host, "localhost", "127.0.0.1"], now)
+    bundle = data / "tls" / "client-cas.pem"
+    write_atomic(bundle, b"".join(certs.cert_pem(ca) for ca in cas))
+    state = ServerState(db, Trust(cas), known)
+    config = uvicorn.Config(
+        create_app(state), host=settings.host, port=settings.port, http=TLSExtensionProtocol,
+        ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
+        ssl_ca_certs=str(bundle) if cas else None,
+        ssl_cert_reqs=ssl.CERT_OPTIONAL if cas else ssl.CERT_NONE,
+        log_config=None, access_log=False, timeout_keep_alive=30, lifespan="off",
+    )
+    return state, config
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("edgeward")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+class Running:
+    """A server on a background thread (tests, the demo, benchmarks)."""
+
+    def __init__(self, settings: Settings, now: dt.datetime) -> None:
+        self.state, config = prepare(settings, now)
+        self.server = uvicorn.Server(config)
+        self.settings = settings
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.settings.host}:{self.settings.port}"
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ToolError(f"the fleet server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.state.db.close()
+
+
+def run(settings: Settings, now: dt.datetime) -> None:
+    configure_logging()
+    _, config = prepare(settings, now)
+    uvicorn.Server(config).run()
+
+
+
