@@ -29,6 +29,7 @@ place and nothing else.
     │   ├── ProvisioningError              a device or factory not in a state to provision
     │   └── Conflict                       a name or identity already taken (HTTP 409)
     ├── ToolError                 exit 7   an external program is missing or failed
+    │   └── Unreachable                    the fleet server does not answer
     └── NotAvailable              exit 8   a feature this build does not offer yet
 """
 
@@ -146,6 +147,10 @@ class Conflict(StateError):
 
 class ToolError(Error):
     exit_code = 7
+
+
+class Unreachable(ToolError):
+    pass
 
 
 class NotAvailable(Error):

@@ -11,8 +11,9 @@ from rich.table import Table
 
 from edgeward.board.virtual import VirtualBoard
 from edgeward.cli.common import device_option, json_option
-from edgeward.cli.output import byte_progress, console, emit_json
+from edgeward.cli.output import byte_progress, console, emit_json, err_console
 from edgeward.device import attest as attest_mod
+from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
 from edgeward.device.boot.chain import boot as run_boot
 from edgeward.device.boot.commit import commit_booted_slot
 from edgeward.device.boot.report import BootReport
@@ -119,3 +120,27 @@ def commit(device: Path) -> None:
     console.print(f"slot {done.slot} committed"
                   + (f"; security version fused at {done.security_version}" if done.burnt
                      else ""))
+
+
+@device.command()
+@device_option
+@click.option("--server", required=True, help="Fleet server URL, e.g. https://fleet:8443.")
+@click.option("--server-ca", type=click.Path(dir_okay=False, path_type=Path),
+              help="The server's CA certificate (needed once; kept on the device).")
+@click.option("--interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds between heartbeats.")
+@click.option("--once", is_flag=True, help="Enrol, attest, send one heartbeat, exit.")
+@json_option
+def agent(device: Path, server: str, server_ca: Path | None, interval: float, once: bool,
+          as_json: bool) -> None:
+    """Run the gateway agent: enrol, attest, heartbeat; retry while the server is away."""
+    board = VirtualBoard.open(device)
+    if server_ca is not None:
+        remember_server_ca(board, server_ca)
+    say = (lambda _: None) if as_json else (lambda m: err_console.print(f"agent: {m}"))
+    runner = Agent(board, AgentSettings(server, interval=interval, once=once), say)
+    runner.install_signal_handlers()
+    state = runner.run()
+    if as_json:
+        emit_json({"enrolled": state.enrolled, "attestation": state.attestation,
+                   "heartbeats": state.heartbeats, "last_error": state.last_error or None})

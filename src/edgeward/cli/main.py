@@ -11,6 +11,7 @@ from edgeward.cli.attestation import attestation
 from edgeward.cli.demo import demo
 from edgeward.cli.device import device
 from edgeward.cli.factory import factory
+from edgeward.cli.fleet import fleet
 from edgeward.cli.server import server
 from edgeward.errors import Error
 
@@ -30,6 +31,7 @@ cli.add_command(device)
 cli.add_command(attestation)
 cli.add_command(demo)
 cli.add_command(server)
+cli.add_command(fleet)
 
 
 def main(argv: list[str] | None = None) -> None:

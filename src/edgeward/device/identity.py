@@ -31,6 +31,11 @@ def record_path(board: Board) -> Path:
     return _dir(board) / "manufacturing.json"
 
 
+def station_path(board: Board) -> Path:
+    """The certificate of the factory station that signed the record (for enrolment)."""
+    return _dir(board) / "station.pem"
+
+
 def make_key_and_csr(board: Board, kek: bytes, serial: str) -> bytes:
     """Generate the identity key on the device, seal it to the board; return the CSR (PEM)."""
     key = keys.generate(keys.Algorithm.ECDSA_P384)
@@ -38,13 +43,14 @@ def make_key_and_csr(board: Board, kek: bytes, serial: str) -> bytes:
     return certs.make_csr(key, serial).public_bytes(serialization.Encoding.PEM)
 
 
-def install(board: Board, cert_pem: bytes, record: bytes) -> None:
+def install(board: Board, cert_pem: bytes, record: bytes, station_pem: bytes) -> None:
     cert = certs.load_cert(cert_pem, "device certificate")
     if keys.public_der(certs.public_key_of(cert)) != keys.public_der(
             identity_key(board).public_key()):
         raise ProvisioningError("the certificate is not for this device's key")
     write_atomic(cert_path(board), cert_pem)
     write_atomic(record_path(board), record)
+    write_atomic(station_path(board), station_pem)
 
 
 def identity_key(board: Board) -> keys.PrivateKey:

@@ -146,7 +146,7 @@ def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | N
         "release": report.versions, "provisioned_at": now.isoformat(),
     }
     signed = sign_record(record, station_key)
-    identity.install(board, certs.cert_pem(cert), signed)
+    identity.install(board, certs.cert_pem(cert), signed, certs.cert_pem(factory.station_cert))
     write_atomic(factory.record_path(serial), signed)
     return Provisioned(serial, device, certs.fingerprint(cert), fuses.public_hash(),
                        factory.record_path(serial), report)

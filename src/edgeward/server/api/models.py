@@ -44,6 +44,7 @@ class UserRequest(Strict):
 
 class TokenRequest(Strict):
     user: Name
+    tenant: Name | None = None
 
 
 class AssignRequest(Strict):

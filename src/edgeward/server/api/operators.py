@@ -106,9 +106,10 @@ def create_user(body: UserRequest, request: Request) -> dict[str, Any]:
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenRequest, request: Request) -> dict[str, Any]:
     state = state_of(request)
+    action = Action.TOKEN_MANAGE if body.tenant is None else Action.TENANT_MANAGE
     with state.db.transaction() as session:
-        who = deps.operator(session, request, Action.TOKEN_MANAGE)
-        token = tokens.issue_for(session, who, body.user, state.clock())
+        who = deps.operator(session, request, action)
+        token = tokens.issue_for(session, who, body.user, state.clock(), body.tenant)
         return {"user": body.user, "token": token, "prefix": token[:10]}
 
 

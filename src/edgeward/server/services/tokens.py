@@ -53,16 +53,22 @@ def authenticate(session: Session, token: str | None, now: dt.datetime) -> Princ
     return Principal(user.id, user.name, tenant.id, tenant.name, Role(user.role))
 
 
-def issue_for(session: Session, principal: Principal, user: str, now: dt.datetime) -> str:
-    """An admin issues a token to a user of their tenant."""
-    authorize(principal, Action.TOKEN_MANAGE)
+def issue_for(session: Session, principal: Principal, user: str, now: dt.datetime,
+              tenant: str | None = None) -> str:
+    """An admin issues a token to a user of their tenant (a platform admin: of any)."""
+    if tenant is not None and tenant != principal.tenant:
+        authorize(principal, Action.TENANT_MANAGE)
+        where = Tenant.name == tenant
+    else:
+        authorize(principal, Action.TOKEN_MANAGE)
+        where, tenant = Tenant.id == principal.tenant_id, principal.tenant
     found = session.execute(
-        select(User).where(User.tenant_id == principal.tenant_id, User.name == user)
+        select(User).join(Tenant, User.tenant_id == Tenant.id).where(where, User.name == user)
     ).scalar_one_or_none()
     if found is None:
-        raise NotFound(f"no user {user} in tenant {principal.tenant}")
+        raise NotFound(f"no user {user} in tenant {tenant}")
     token = issue(session, found.id, now)
-    audit.record(session, principal.tenant_id, principal.actor, "token.issue", user, now,
+    audit.record(session, found.tenant_id, principal.actor, "token.issue", user, now,
                  prefix=token[:10])
     return token
 

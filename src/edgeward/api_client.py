@@ -1,0 +1,64 @@
+"""HTTPS calls to the fleet server, for the gateway agent and the operator CLI.
+
+The server answers errors as ``{"error": message}``; this turns each status
+back into the matching :class:`edgeward.errors.Error`, and a server that does
+not answer into :class:`Unreachable`, so callers handle one exception tree.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpx
+
+from edgeward import errors
+
+ERRORS: dict[int, type[errors.Error]] = {
+    400: errors.InputError, 401: errors.AuthenticationError, 403: errors.PermissionDenied,
+    404: errors.NotFound, 409: errors.Conflict, 422: errors.InputError,
+}
+
+
+def tls_context(server_ca: str, cert: str | None = None, key: str | None = None
+                ) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=server_ca)
+        if cert is not None:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise errors.InputError(f"TLS setup failed: {e}") from e
+    return context
+
+
+class ApiClient:
+    def __init__(self, base_url: str, context: ssl.SSLContext, token: str | None = None,
+                 timeout: float = 10.0) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, verify=context, headers=headers,
+                                  timeout=timeout)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.TransportError as e:
+            raise errors.Unreachable(f"fleet server {self.base_url} unreachable: "
+                                     f"{type(e).__name__}: {e}") from e
+        if response.is_success:
+            return response.json()
+        try:
+            message = str(response.json().get("error") or response.text)
+        except ValueError:
+            message = response.text[:200]
+        kind = ERRORS.get(response.status_code, errors.ToolError)
+        raise kind(f"server: {message} (HTTP {response.status_code})")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,152 @@
+"""The gateway agent, first version: enrol, attest, heartbeat, and keep at it.
+
+It runs after a verified boot (it needs the identity key that only such a boot
+opens), talks to the fleet server over mutual TLS with the factory
+certificate, and while the server is away retries with exponential backoff
+and full jitter. SIGTERM (or SIGINT) stops it between two steps.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edgeward.api_client import ApiClient, tls_context
+from edgeward.board.base import Board
+from edgeward.device import attest, identity, keyring
+from edgeward.device.boot.chain import last_boot
+from edgeward.errors import AttestationError, InputError, StateError, Unreachable
+from edgeward.files import read_file, write_atomic
+
+SERVER_CA = "server-ca.pem"
+
+
+@dataclass
+class AgentSettings:
+    server: str
+    interval: float = 30.0
+    attest_every: float = 12 * 3600.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    once: bool = False
+
+
+@dataclass
+class AgentState:
+    enrolled: bool = False
+    attestation: str = "unknown"
+    heartbeats: int = 0
+    failures: int = 0
+    last_error: str = ""
+    log: list[str] = field(default_factory=list)
+
+
+def server_ca_path(board: Board) -> Path:
+    return board.data_dir / "server" / SERVER_CA
+
+
+def remember_server_ca(board: Board, ca: Path) -> None:
+    write_atomic(server_ca_path(board), read_file(ca, "server CA certificate"))
+
+
+def backoff(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter (AWS's recommendation)."""
+    return rng.uniform(0, min(cap, base * 2 ** min(failures, 30)))
+
+
+class Agent:
+    def __init__(self, board: Board, settings: AgentSettings,
+                 say: Callable[[str], None] = lambda _: None,
+                 rng: random.Random | None = None) -> None:
+        self.board, self.settings, self.say = board, settings, say
+        self.state = AgentState()
+        self.stop = threading.Event()
+        self.rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
+        boot = last_boot(board)
+        if boot is None or boot["verdict"] != "booted":
+            raise StateError("the agent runs after a verified boot: boot the device first")
+        self.boot = boot
+        if not server_ca_path(board).exists():
+            raise InputError("no server CA known: pass --server-ca the first time")
+
+    def _client(self) -> ApiClient:
+        key = keyring.recall(self.board, keyring.IDENTITY)
+        if key is None:
+            raise AttestationError("the identity key is sealed: boot the device first")
+        with tempfile.TemporaryDirectory(prefix="edgeward-agent-") as tmp:
+            key_file = Path(tmp) / "identity.key"
+            key_file.touch(mode=0o600)
+            key_file.write_bytes(key)
+            context = tls_context(str(server_ca_path(self.board)),
+                                  str(identity.cert_path(self.board)), str(key_file))
+        return ApiClient(self.settings.server, context)
+
+    def enrol(self, client: ApiClient) -> None:
+        client.call("POST", "/v1/gateway/enrol", {
+            "record": identity.record_path(self.board).read_text(),
+            "station_certificate": read_file(identity.station_path(self.board),
+                                             "station certificate").decode()})
+        self.state.enrolled = True
+        self.say("enrolled")
+
+    def attest(self, client: ApiClient) -> str:
+        nonce = client.call("POST", "/v1/gateway/nonce")["nonce"]
+        _, quote = attest.quote(self.board, bytes.fromhex(nonce))
+        answer = client.call("POST", "/v1/gateway/quote",
+                             {"nonce": nonce, "quote": quote.decode()})
+        self.state.attestation = str(answer["verdict"])
+        self.say(f"attestation {answer['verdict']}"
+                 + (f": {answer['reason']}" if answer.get("reason") else ""))
+        return self.state.attestation
+
+    def heartbeat(self, client: ApiClient) -> dict[str, Any]:
+        answer: dict[str, Any] = client.call("POST", "/v1/gateway/heartbeat", {
+            "slot": self.boot["slot"],
+            "versions": {k: v for k, v in self.boot.get("versions", {}).items()
+                         if k in ("bl2", "kernel", "rootfs")}})
+        self.state.heartbeats += 1
+        return answer
+
+    def run(self) -> AgentState:
+        """Until stopped (or once): enrol, attest, then heartbeats; back off on failure."""
+        next_attest = 0.0
+        clock = 0.0
+        with self._client() as client:
+            while not self.stop.is_set():
+                try:
+                    if not self.state.enrolled:
+                        self.enrol(client)
+                    if clock >= next_attest:
+                        self.attest(client)
+                        next_attest = clock + self.settings.attest_every
+                    self.heartbeat(client)
+                    self.state.failures, self.state.last_error = 0, ""
+                    if self.settings.once:
+                        break
+                    wait = self.settings.interval
+                except Unreachable as e:
+                    self.state.failures += 1
+                    self.state.last_error = e.message
+                    wait = backoff(self.state.failures, self.settings.backoff_base,
+                                   self.settings.backoff_cap, self.rng)
+                    self.say(f"{e.message}; retrying in {wait:.1f} s")
+                    if self.settings.once and self.state.failures > 5:
+                        raise
+                self.stop.wait(wait)
+                clock += wait
+        return self.state
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            self.say(f"signal {signum}: stopping")
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
