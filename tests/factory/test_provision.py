@@ -14,7 +14,6 @@ from edgeward.errors import (
     CertificateError,
     InputError,
     KeyFileError,
-    NotAvailable,
     ProvisioningError,
     ToolError,
 )
@@ -93,13 +92,6 @@ def test_a_serial_is_provisioned_once(factory: station.Factory, gateway: Virtual
     with pytest.raises(ProvisioningError, match="already provisioned"):
         provision(factory, tmp_path / "other", "gw-0001", None, NOW)
     assert not (tmp_path / "other").exists()
-
-
-def test_server_enrolment_is_refused_clearly_before_anything_is_burnt(
-        factory: station.Factory, tmp_path: Path) -> None:
-    with pytest.raises(NotAvailable, match="fleet server"):
-        provision(factory, tmp_path / "d", "gw-7", None, NOW, server="https://fleet.example")
-    assert not (tmp_path / "d").exists()
 
 
 def test_per_device_credentials_are_unique_and_never_in_plain_text(

@@ -117,3 +117,13 @@ def test_agent_backs_off_while_the_server_is_away_and_stops_on_sigterm(setup: Se
     _, stderr = child.communicate(timeout=30)
     assert child.returncode == 0, stderr
     assert "unreachable" in stderr and "retrying in" in stderr and "stopping" in stderr
+
+
+def test_factory_enrols_at_provisioning(setup: Setup, factory: Factory) -> None:
+    result = json.loads(setup.run(
+        "factory", "provision", "--factory", factory.root, "--device", setup.tmp / "gw-9",
+        "--serial", "gw-9", "--server", setup.server.url, "--server-ca", setup.ca,
+        "--json").stdout)
+    assert result["enrolled"] is True and result["attestation"] == "attested"
+    again = json.loads(setup.agent("gw-9", "--once", "--json").stdout)
+    assert again["attestation"] == "attested"  # the device kept the server's CA

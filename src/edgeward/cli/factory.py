@@ -14,7 +14,9 @@ from edgeward.cli.common import (
     read_passphrase,
 )
 from edgeward.cli.output import console, emit_json
+from edgeward.errors import UsageError
 from edgeward.factory import station
+from edgeward.factory.provision import enrol
 from edgeward.factory.provision import provision as do_provision
 
 
@@ -54,21 +56,29 @@ def init(directory: Path, model: str, manufacturer: str, os_version: str,
               type=click.Path(file_okay=False, path_type=Path), help="The factory directory.")
 @device_option
 @click.option("--serial", required=True, help="The gateway's serial number.")
-@click.option("--server", help="Fleet server URL to enrol with (needs the fleet server).")
+@click.option("--server", help="Fleet server URL: enrol the gateway there at the factory.")
+@click.option("--server-ca", type=click.Path(dir_okay=False, path_type=Path),
+              help="The fleet server's CA certificate (with --server).")
 @passphrase_option
 @json_option
 def provision(factory_dir: Path, device: Path, serial: str, server: str | None,
-              passphrase_file: Path | None, as_json: bool) -> None:
-    """Make one gateway: burn fuses, flash slot A, device identity, record."""
+              server_ca: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+    """Make one gateway: burn fuses, flash slot A, device identity, record; enrol it."""
+    if (server is None) != (server_ca is None):
+        raise UsageError("--server and --server-ca go together")
     result = do_provision(station.open_factory(factory_dir), device, serial,
-                          read_passphrase(passphrase_file), now(), server)
+                          read_passphrase(passphrase_file), now())
+    enrolled = enrol(device, server, server_ca) if server and server_ca else None
     if as_json:
         emit_json({"serial": result.serial, "device": str(result.device),
                    "certificate_sha384": result.certificate_sha384,
                    "fuse_hash": result.fuse_hash, "record": str(result.record),
-                   "test_boot": result.boot.to_dict()})
+                   "test_boot": result.boot.to_dict(), "enrolled": enrolled is not None,
+                   "attestation": enrolled})
         return
     console.print(f"[bold green]provisioned[/] {serial} in {device}")
     console.print(f"  certificate sha384 {result.certificate_sha384[:32]}…")
     console.print(f"  fuse hash          {result.fuse_hash[:32]}…")
     console.print(f"  test boot          {result.boot.verdict} (slot {result.boot.slot})")
+    if enrolled is not None:
+        console.print(f"  enrolled with {server}: attestation {enrolled}")

@@ -18,9 +18,10 @@ from pathlib import Path
 from edgeward.board.bootenv import BootEnv
 from edgeward.board.virtual import VirtualBoard
 from edgeward.device import credentials, identity, keyring
+from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
 from edgeward.device.boot.chain import boot
 from edgeward.device.boot.report import BootReport
-from edgeward.errors import InputError, NotAvailable, ProvisioningError
+from edgeward.errors import InputError, ProvisioningError
 from edgeward.factory.record import sign_record
 from edgeward.factory.station import Factory
 from edgeward.files import read_file, write_atomic, write_secret
@@ -101,10 +102,7 @@ def _rehearse(images: _Images, serial: str) -> None:
 
 
 def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | None,
-              now: dt.datetime, server: str | None = None) -> Provisioned:
-    if server is not None:
-        raise NotAvailable("enrolment with a fleet server (--server) arrives with the fleet "
-                           "server; provision without --server for now")
+              now: dt.datetime) -> Provisioned:
     certs.check_serial(serial)
     if factory.record_path(serial).exists():
         raise ProvisioningError(f"serial {serial} was already provisioned by this factory; "
@@ -150,3 +148,15 @@ def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | N
     write_atomic(factory.record_path(serial), signed)
     return Provisioned(serial, device, certs.fingerprint(cert), fuses.public_hash(),
                        factory.record_path(serial), report)
+
+
+def enrol(device: Path, server: str, server_ca: Path) -> str:
+    """Enrol a freshly provisioned gateway with the fleet server, at the factory.
+
+    The gateway itself does it (its agent, once: enrol, attest, heartbeat) over
+    mutual TLS with the identity the test boot opened; returns the verdict.
+    """
+    board = VirtualBoard.open(device)
+    remember_server_ca(board, server_ca)
+    settings = AgentSettings(server, once=True, backoff_base=0.2, backoff_cap=2.0)
+    return Agent(board, settings).run().attestation
