@@ -107,7 +107,8 @@ def test_enrol_attest_heartbeat_and_see_it_as_an_operator(fleet: Fleet) -> None:
     assert attest_once(fleet, "gw-1") == {"verdict": "attested", "reason": None}
     with fleet.gateway("gw-1") as client:
         beat = client.post("/v1/gateway/heartbeat", json={
-            "slot": "a", "versions": {"bl2": "1.0.0", "kernel": "1.0.0", "rootfs": "1.0.0"}})
+            "slot": "a", "boot_id": "ab" * 16,
+            "versions": {"bl2": "1.0.0", "kernel": "1.0.0", "rootfs": "1.0.0"}})
         assert beat.status_code == 200, beat.text
     with fleet.admin() as admin:
         assert admin.post("/v1/tenants", json={"name": "hotels"}).status_code == 201
@@ -159,7 +160,8 @@ def test_unknown_revoked_and_cloned_identities(fleet: Fleet) -> None:
         assert boss.post("/v1/gateways/gw-1/revoke").is_success
         assert any(e["action"] == "gateway.revoke" for e in boss.get("/v1/audit").json())
     with fleet.gateway("gw-1") as client:
-        revoked = client.post("/v1/gateway/heartbeat", json={"slot": "a", "versions": {}})
+        revoked = client.post("/v1/gateway/heartbeat",
+                              json={"slot": "a", "boot_id": "ab" * 16, "versions": {}})
         assert revoked.status_code == 403 and "revoked" in revoked.json()["error"]
     # gw-2 presenting gw-1's manufacturing record: refused, nothing enrolled
     with fleet.gateway("gw-2") as client:
@@ -223,3 +225,28 @@ def test_malformed_requests_get_a_clear_4xx_and_change_nothing(fleet: Fleet) -> 
     with fleet.gateway("gw-1") as client:
         bad = client.post("/v1/gateway/heartbeat", json={"slot": "c", "versions": {}})
         assert bad.status_code in (401, 422)
+
+
+def test_one_certificate_on_two_running_devices_raises_an_alert(fleet: Fleet) -> None:
+    assert fleet.enrol("gw-1").is_success
+    with fleet.admin() as admin:
+        admin.post("/v1/tenants", json={"name": "t"})
+        admin.post("/v1/gateways/gw-1/assign", json={"tenant": "t"})
+        admin.post("/v1/users", json={"name": "v", "role": "viewer", "tenant": "t"})
+        token = admin.post("/v1/tokens", json={"user": "v", "tenant": "t"}).json()["token"]
+
+    def beat(boot_id: str) -> None:
+        with fleet.gateway("gw-1") as client:
+            assert client.post("/v1/gateway/heartbeat", json={
+                "slot": "a", "boot_id": boot_id, "versions": {}}).is_success
+
+    for boot_id in ("01" * 16, "01" * 16, "02" * 16):  # one device, rebooted: no alert
+        beat(boot_id)
+    with fleet.operator(token) as viewer:
+        assert viewer.get("/v1/alerts").json() == []
+    for boot_id in ("01" * 16, "02" * 16, "01" * 16, "02" * 16):  # two devices alternate
+        beat(boot_id)
+    with fleet.operator(token) as viewer:
+        raised = viewer.get("/v1/alerts").json()
+    assert len(raised) == 1  # one alert, not a flood
+    assert raised[0]["kind"] == "cloned-identity" and raised[0]["gateway"] == "gw-1"

@@ -121,6 +121,15 @@ def audit(limit: int, as_json: bool) -> None:
             lambda rows: _table("audit log", rows, ["at", "actor", "action", "target"]))
 
 
+@fleet.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+def alerts(limit: int, as_json: bool) -> None:
+    """The tenant's alerts, newest first (e.g. a cloned identity)."""
+    _report(_call("GET", f"/v1/alerts?limit={limit}"), as_json,
+            lambda rows: _table("alerts", rows, ["at", "gateway", "kind", "detail"]))
+
+
 @fleet.group()
 def tenants() -> None:
     """(Platform admin) tenants."""

@@ -108,7 +108,7 @@ class Agent:
 
     def heartbeat(self, client: ApiClient) -> dict[str, Any]:
         answer: dict[str, Any] = client.call("POST", "/v1/gateway/heartbeat", {
-            "slot": self.boot["slot"],
+            "slot": self.boot["slot"], "boot_id": self.boot["boot_id"],
             "versions": {k: v for k, v in self.boot.get("versions", {}).items()
                          if k in ("bl2", "kernel", "rootfs")}})
         self.state.heartbeats += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ class BootReport:
     fallback: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     security_version: int = 0
+    boot_id: str = field(default_factory=lambda: secrets.token_hex(16))  # one per power cycle
 
     @property
     def verdict(self) -> str:
@@ -48,4 +50,5 @@ class BootReport:
             "events": [e.to_dict() for e in self.events],
             "versions": self.versions,
             "fused_security_version": self.security_version,
+            "boot_id": self.boot_id,
         }

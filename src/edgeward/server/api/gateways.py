@@ -50,6 +50,7 @@ def heartbeat(body: HeartbeatRequest, request: Request) -> dict[str, Any]:
     with state.db.transaction() as session:
         _, known = deps.gateway(session, request)
         gateway = registry.require_enrolled(known)
-        registry.heartbeat(gateway, body.slot, {str(k): v for k, v in body.versions.items()},
+        registry.heartbeat(session, gateway, body.slot,
+                           {str(k): v for k, v in body.versions.items()}, body.boot_id,
                            state.clock())
         return registry.describe(gateway, state.clock())

@@ -29,6 +29,7 @@ class QuoteRequest(Strict):
 
 class HeartbeatRequest(Strict):
     slot: Literal["a", "b"]
+    boot_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     versions: dict[Literal["bl2", "kernel", "rootfs"], Version] = Field(max_length=3)
 
 

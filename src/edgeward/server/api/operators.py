@@ -14,7 +14,7 @@ from edgeward.server.api.models import (
     TokenRequest,
     UserRequest,
 )
-from edgeward.server.services import audit, registry, tenants, tokens
+from edgeward.server.services import alerts, audit, registry, tenants, tokens
 from edgeward.server.services.authz import Action
 from edgeward.server.state import state_of
 
@@ -74,6 +74,15 @@ def audit_log(request: Request, limit: int = 100) -> list[dict[str, Any]]:
         return [{"at": registry.iso(e.at), "actor": e.actor, "action": e.action,
                  "target": e.target, "detail": e.detail}
                 for e in audit.events(session, who, max(1, min(limit, 1000)))]
+
+
+@router.get("/alerts")
+def list_alerts(request: Request, limit: int = 100) -> list[dict[str, Any]]:
+    state = state_of(request)
+    with state.db.transaction() as session:
+        who = deps.operator(session, request, Action.ALERT_READ)
+        return [{"at": registry.iso(a.at), "gateway": serial, "kind": a.kind, "detail": a.detail}
+                for a, serial in alerts.visible(session, who, max(1, min(limit, 1000)))]
 
 
 @router.post("/tenants", status_code=201)

@@ -79,6 +79,8 @@ class Gateway(Base):
     versions: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     enrolled_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    boot_id: Mapped[str] = mapped_column(String(32), default="")
+    previous_boot_id: Mapped[str] = mapped_column(String(32), default="")
 
 
 class AuditEvent(Base):
@@ -104,3 +106,18 @@ class Nonce(Base):
                                             index=True)
     nonce: Mapped[str] = mapped_column(String(64), unique=True)
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Alert(Base):
+    """Something an operator must look at (issue 8 grows detectors around this)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    gateway_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gateways.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)

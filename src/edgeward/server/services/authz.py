@@ -20,6 +20,7 @@ class Action(enum.StrEnum):
     GATEWAY_REVOKE = "gateway:revoke"
     GATEWAY_CLAIM = "gateway:claim"
     AUDIT_READ = "audit:read"
+    ALERT_READ = "alert:read"
     USER_READ = "user:read"
     USER_MANAGE = "user:manage"
     TOKEN_MANAGE = "token:manage"  # noqa: S105 (an action name, not a secret)
@@ -33,7 +34,7 @@ class Role(enum.StrEnum):
 
 
 _VIEWER = frozenset({Action.GATEWAY_LIST, Action.GATEWAY_READ, Action.AUDIT_READ,
-                     Action.USER_READ})
+                     Action.ALERT_READ, Action.USER_READ})
 _OPERATOR = _VIEWER | {Action.GATEWAY_REVOKE, Action.GATEWAY_CLAIM}
 _ADMIN = _OPERATOR | {Action.USER_MANAGE, Action.TOKEN_MANAGE}
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from edgeward.errors import AuthenticationError, Conflict, InputError, NotFound, PermissionDenied
 from edgeward.factory.record import verify_record
 from edgeward.server.db.models import Gateway, Tenant
-from edgeward.server.services import audit
+from edgeward.server.services import alerts, audit
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.trust import certs
 
@@ -81,7 +81,23 @@ def enrol(session: Session, trust: Trust, cert: x509.Certificate, gateway: Gatew
     return gateway
 
 
-def heartbeat(gateway: Gateway, slot: str, versions: dict[str, str], now: dt.datetime) -> None:
+def heartbeat(session: Session, gateway: Gateway, slot: str, versions: dict[str, str],
+              boot_id: str, now: dt.datetime) -> None:
+    """Record a check-in; an older boot coming back after a newer one is a clone.
+
+    A genuine gateway's boot id changes only forward (one per power cycle);
+    two devices sharing one identity make the ids alternate.
+    """
+    if boot_id != gateway.boot_id:
+        if gateway.previous_boot_id and boot_id == gateway.previous_boot_id:
+            raised = alerts.raise_alert(
+                session, gateway, "cloned-identity",
+                f"certificate of {gateway.serial} is in use by two running devices "
+                "(their check-ins alternate)", now)
+            if raised:
+                audit.record(session, gateway.tenant_id, f"gateway/{gateway.serial}",
+                             "gateway.clone-suspected", gateway.serial, now)
+        gateway.previous_boot_id, gateway.boot_id = gateway.boot_id, boot_id
     gateway.last_seen_at = now
     gateway.slot = slot
     gateway.versions = dict(versions)

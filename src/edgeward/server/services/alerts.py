@@ -1,0 +1,38 @@
+"""Alerts: raised by the server's checks, read by operators of the tenant concerned."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgeward.server.db.models import Alert, Gateway
+from edgeward.server.services.authz import Action, Principal, authorize
+
+QUIET = dt.timedelta(minutes=10)  # one alert of a kind per gateway per window, not a flood
+
+
+def raise_alert(session: Session, gateway: Gateway, kind: str, detail: str,
+                now: dt.datetime) -> bool:
+    """Record an alert unless the same one is already open in the quiet window."""
+    recent = session.execute(
+        select(Alert).where(Alert.gateway_id == gateway.id, Alert.kind == kind,
+                            Alert.at >= now - QUIET).limit(1)
+    ).first()
+    if recent is not None:
+        return False
+    session.add(Alert(tenant_id=gateway.tenant_id, gateway_id=gateway.id, kind=kind,
+                      detail=detail, at=now))
+    return True
+
+
+def visible(session: Session, principal: Principal, limit: int = 100
+            ) -> list[tuple[Alert, str | None]]:
+    authorize(principal, Action.ALERT_READ)
+    rows = session.execute(
+        select(Alert, Gateway.serial).outerjoin(Gateway, Alert.gateway_id == Gateway.id)
+        .where(Alert.tenant_id == principal.tenant_id)
+        .order_by(Alert.at.desc(), Alert.id.desc()).limit(min(limit, 1000))
+    ).all()
+    return [(alert, serial) for alert, serial in rows]
