@@ -1,26 +1,28 @@
 """``edgeward demo``: the whole story so far, on three virtual gateways.
 
-A factory is set up, three gateways are provisioned and booted, each attests
-to a fresh nonce, then one has a byte of its kernel bundle flipped (as someone
-with a screwdriver and a flash programmer would) and its boot is refused.
+A factory is set up and the fleet server started (SQLite, on 127.0.0.1); three
+gateways are provisioned and booted, and their agents enrol and attest; then
+one has a byte of its kernel bundle flipped (as someone with a screwdriver and
+a flash programmer would): its boot is refused and it can no longer attest.
+Finally an operator's view of the fleet is read back from the API.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.virtual import VirtualBoard
-from edgeward.device import attest, identity
 from edgeward.device.boot.chain import boot
 from edgeward.errors import Error
 from edgeward.factory import station
-from edgeward.factory.provision import provision
-from edgeward.trust.quote import KnownGood, verify_quote
+from edgeward.factory.provision import enrol, provision
+from edgeward.server.runner import Running, Settings
 
 SERIALS = ("gw-0001", "gw-0002", "gw-0003")
 TAMPERED = "gw-0003"
@@ -33,6 +35,7 @@ class GatewayOutcome:
     first_boot: str = ""
     attestation: str = ""
     after_tamper: str = ""
+    attestation_after: str = ""
     refused_stage: str = ""
     reason: str = ""
 
@@ -44,11 +47,16 @@ class GatewayOutcome:
 class DemoResult:
     directory: Path
     gateways: list[GatewayOutcome] = field(default_factory=list)
+    server: str = ""
+    fleet: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(g.first_boot == "booted" and g.attestation == "attested" for g in
-                   self.gateways) and any(g.after_tamper == "refused" for g in self.gateways)
+        refused = [g for g in self.gateways if g.after_tamper == "refused"]
+        return (all(g.first_boot == "booted" and g.attestation == "attested"
+                    for g in self.gateways)
+                and len(refused) == 1 and refused[0].attestation_after.startswith("cannot")
+                and len(self.fleet) == len(self.gateways))
 
 
 def flip_byte(path: Path, offset: int | None = None) -> int:
@@ -59,39 +67,68 @@ def flip_byte(path: Path, offset: int | None = None) -> int:
     return at
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def run(directory: Path, say: Callable[[str], None]) -> DemoResult:
     now = dt.datetime.now(dt.UTC)
     result = DemoResult(directory)
     say(f"factory: making OEM keys, CA and release 1.0.0 in {directory / 'factory'}")
     factory = station.init(directory / "factory", "ew-gw1", "Demo Gateways Inc.", "1.0.0", 1,
                            None, now)
-    known = KnownGood.from_json(factory.release.known_good.read_bytes())
-    for serial in SERIALS:
-        outcome = GatewayOutcome(serial)
-        result.gateways.append(outcome)
-        device = directory / "gateways" / serial
-        provision(factory, device, serial, None, now)
-        outcome.provisioned = True
-        say(f"{serial}: provisioned (fuses burnt, identity made on the device, slot A written)")
-        board = VirtualBoard.open(device)
-        report = boot(board)
-        outcome.first_boot = report.verdict
-        say(f"{serial}: boot {report.verdict}, register {report.register.hex()[:16]}…")
-        nonce = os.urandom(32)
-        try:
-            _, envelope = attest.quote(board, nonce)
-            verify_quote(envelope, identity.certificate(board), [factory.ca_cert], nonce,
-                         known, now)
-            outcome.attestation = "attested"
-        except Error as e:
-            outcome.attestation, outcome.reason = "failed", e.message
-        say(f"{serial}: attestation {outcome.attestation}")
-    tampered = VirtualBoard.open(directory / "gateways" / TAMPERED)
-    at = flip_byte(tampered.partition_path("kernel_a"))
-    say(f"{TAMPERED}: flipped one bit at byte {at} of its kernel bundle in flash")
-    for outcome in result.gateways:
-        report = boot(VirtualBoard.open(directory / "gateways" / outcome.serial))
-        outcome.after_tamper = report.verdict
-        if report.refused_stage:
-            outcome.refused_stage, outcome.reason = report.refused_stage, report.reason
+    settings = Settings(directory / "server", None, "127.0.0.1", _free_port(),
+                        (factory.root / "ca.pem",), (factory.release.known_good,))
+    with Running(settings, now) as server:
+        result.server = server.url
+        server_ca = settings.data / "tls" / "server-ca.pem"
+        say(f"fleet server: {server.url} (SQLite in {settings.data})")
+        for serial in SERIALS:
+            outcome = GatewayOutcome(serial)
+            result.gateways.append(outcome)
+            device = directory / "gateways" / serial
+            provision(factory, device, serial, None, now)
+            outcome.provisioned = True
+            say(f"{serial}: provisioned (fuses burnt, identity made on the device, slot A)")
+            report = boot(VirtualBoard.open(device))
+            outcome.first_boot = report.verdict
+            say(f"{serial}: boot {report.verdict}, register {report.register.hex()[:16]}…")
+            outcome.attestation = _agent(device, server.url, server_ca)
+            say(f"{serial}: agent enrolled it; server attestation {outcome.attestation}")
+        tampered = VirtualBoard.open(directory / "gateways" / TAMPERED)
+        at = flip_byte(tampered.partition_path("kernel_a"))
+        say(f"{TAMPERED}: flipped one bit at byte {at} of its kernel bundle in flash")
+        for outcome in result.gateways:
+            device = directory / "gateways" / outcome.serial
+            report = boot(VirtualBoard.open(device))
+            outcome.after_tamper = report.verdict
+            if report.refused_stage:
+                outcome.refused_stage, outcome.reason = report.refused_stage, report.reason
+            outcome.attestation_after = _agent(device, server.url, server_ca)
+        result.fleet = _fleet_view(settings.data / "admin-token", server.url, server_ca)
     return result
+
+
+def _agent(device: Path, url: str, server_ca: Path) -> str:
+    """Run the gateway's agent once; what the server concluded, or why it could not run."""
+    try:
+        return enrol(device, url, server_ca)
+    except Error as e:
+        return f"cannot attest: {e.message}"
+
+
+def _fleet_view(admin_token: Path, url: str, server_ca: Path) -> list[dict[str, object]]:
+    """What an operator sees: a tenant made, the gateways handed to it, then listed."""
+    context = tls_context(str(server_ca))
+    with ApiClient(url, context, admin_token.read_text().strip()) as admin:
+        admin.call("POST", "/v1/tenants", {"name": "demo-hotels"})
+        admin.call("POST", "/v1/users", {"name": "ops", "role": "admin",
+                                         "tenant": "demo-hotels"})
+        for serial in SERIALS:
+            admin.call("POST", f"/v1/gateways/{serial}/assign", {"tenant": "demo-hotels"})
+        token = admin.call("POST", "/v1/tokens", {"user": "ops", "tenant": "demo-hotels"})
+    with ApiClient(url, context, token["token"]) as ops:
+        listed: list[dict[str, object]] = ops.call("GET", "/v1/gateways")
+    return listed

@@ -161,7 +161,11 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
                for g in by_serial.values())
     assert by_serial["gw-0003"]["after_tamper"] == "refused"
     assert by_serial["gw-0003"]["refused_stage"] == "bl2"
+    assert by_serial["gw-0003"]["attestation_after"].startswith("cannot attest")
     assert by_serial["gw-0001"]["after_tamper"] == "booted"
+    assert by_serial["gw-0001"]["attestation_after"] == "attested"
+    assert summary["server"].startswith("https://127.0.0.1:")
+    assert {g["serial"] for g in summary["fleet"]} == set(by_serial)
     human = edgeward("demo", "--dir", tmp_path / "again")
     assert "summary" in human.stdout and "refused" in human.stdout
 

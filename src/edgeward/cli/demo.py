@@ -26,21 +26,28 @@ def demo(directory: Path | None, as_json: bool) -> None:
     say = err_console.print if as_json else console.print
     result = run(directory, say)
     if as_json:
-        emit_json({"directory": str(directory), "ok": result.ok,
-                   "gateways": [g.to_dict() for g in result.gateways]})
+        emit_json({"directory": str(directory), "ok": result.ok, "server": result.server,
+                   "gateways": [g.to_dict() for g in result.gateways], "fleet": result.fleet})
     else:
         table = Table(title="edgeward demo: summary")
         for column in ("gateway", "first boot", "attestation", "boot after tamper",
-                       "refused at"):
+                       "refused at", "attestation after"):
             table.add_column(column)
         for g in result.gateways:
             table.add_row(g.serial, g.first_boot, g.attestation,
                           "[red]refused[/]" if g.after_tamper == "refused" else g.after_tamper,
-                          g.refused_stage or "-")
+                          g.refused_stage or "-", g.attestation_after.split(":")[0])
         console.print(table)
         for g in result.gateways:
             if g.reason:
                 console.print(f"[bold]{g.serial}[/]: {g.reason}")
-        console.print(f"files kept in {directory}")
+        console.print(f"fleet server was at {result.server}; as the tenant's operator sees "
+                      f"it: " + ", ".join(f"{g['serial']} {g['attestation']}"
+                                          for g in result.fleet))
+        silent = [g.serial for g in result.gateways if g.after_tamper == "refused"]
+        console.print(f"{', '.join(silent)} went silent: without the identity key that only a "
+                      "verified boot opens it cannot reach the server; its last attestation "
+                      "goes stale")
+        console.print(f"files kept in {directory} (server data in {directory / 'server'})")
     if not result.ok:
         raise StateError("the demo did not go as it should: see the summary above")
