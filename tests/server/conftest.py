@@ -17,6 +17,7 @@ Missing binaries skip the PostgreSQL half, or fail it under
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import glob
 import os
 import pwd
@@ -36,7 +37,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import REQUIRE_REAL
+from edgeward.board.virtual import VirtualBoard
+from edgeward.factory.provision import provision
+from edgeward.factory.station import Factory
+from edgeward.server.runner import Running, Settings
+from tests.conftest import NOW, REQUIRE_REAL
+from tests.server.harness import Fleet, free_port
 
 PG_USER = "postgres"  # the cluster's superuser, and the OS user under root
 HOST = "127.0.0.1"
@@ -207,3 +213,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with cluster.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                          .format(sql.Identifier(dbname)))
+
+
+@pytest.fixture
+def fleet(database_url: str, factory: Factory, tmp_path: Path) -> Iterator[Fleet]:
+    """A running server (on both databases) and two provisioned, booted gateways."""
+    boards = {}
+    for serial in ("gw-1", "gw-2"):
+        provision(factory, tmp_path / serial, serial, None, NOW)
+        boards[serial] = VirtualBoard.open(tmp_path / serial)
+    settings = Settings(tmp_path / "server", database_url, "127.0.0.1", free_port(),
+                        (factory.root / "ca.pem",), (factory.release.known_good,))
+    with Running(settings, dt.datetime.now(dt.UTC)) as server:
+        yield Fleet(server, factory, boards, tmp_path)

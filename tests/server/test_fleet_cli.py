@@ -19,7 +19,7 @@ from edgeward.factory.provision import provision
 from edgeward.factory.station import Factory
 from edgeward.server.runner import Running, Settings
 from tests.conftest import NOW
-from tests.server.test_gateway_api import free_port
+from tests.server.harness import free_port
 
 
 @dataclass

@@ -6,11 +6,7 @@ throwaway PostgreSQL, with the test factory's CA trusted.
 
 from __future__ import annotations
 
-import datetime as dt
-import socket
 import ssl
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,78 +14,14 @@ import pytest
 from sqlalchemy import select
 
 from edgeward.board.virtual import VirtualBoard
-from edgeward.device import attest, identity, keyring
+from edgeward.device import attest, identity
 from edgeward.factory import station
 from edgeward.factory.provision import provision
 from edgeward.factory.station import Factory
 from edgeward.server.db.models import Tenant, User
-from edgeward.server.runner import Running, Settings
 from edgeward.server.services import tokens
 from tests.conftest import NOW
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Fleet:
-    server: Running
-    factory: Factory
-    boards: dict[str, VirtualBoard]
-    tmp: Path
-
-    @property
-    def ca(self) -> str:
-        return str(self.server.settings.data / "tls" / "server-ca.pem")
-
-    def admin(self) -> httpx.Client:
-        token = (self.server.settings.data / "admin-token").read_text()
-        return self.operator(token)
-
-    def operator(self, token: str | None) -> httpx.Client:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.server.url, headers=headers,
-                            verify=ssl.create_default_context(cafile=self.ca))
-
-    def gateway(self, serial: str) -> httpx.Client:
-        board = self.boards[serial]
-        key = self.tmp / f"{serial}.key"
-        key.write_bytes(keyring.recall(board, keyring.IDENTITY) or b"")
-        key.chmod(0o600)
-        context = ssl.create_default_context(cafile=self.ca)
-        context.load_cert_chain(identity.cert_path(board), key)
-        return httpx.Client(base_url=self.server.url, verify=context)
-
-    def enrol(self, serial: str) -> httpx.Response:
-        board = self.boards[serial]
-        with self.gateway(serial) as client:
-            return client.post("/v1/gateway/enrol", json={
-                "record": identity.record_path(board).read_text(),
-                "station_certificate": (self.factory.root / "station.pem").read_text()})
-
-
-@pytest.fixture
-def fleet(database_url: str, factory: Factory, tmp_path: Path) -> Iterator[Fleet]:
-    boards = {}
-    for serial in ("gw-1", "gw-2"):
-        provision(factory, tmp_path / serial, serial, None, NOW)
-        boards[serial] = VirtualBoard.open(tmp_path / serial)
-    settings = Settings(tmp_path / "server", database_url, "127.0.0.1", free_port(),
-                        (factory.root / "ca.pem",), (factory.release.known_good,))
-    with Running(settings, dt.datetime.now(dt.UTC)) as server:
-        yield Fleet(server, factory, boards, tmp_path)
-
-
-def attest_once(fleet: Fleet, serial: str) -> dict[str, object]:
-    with fleet.gateway(serial) as client:
-        nonce = client.post("/v1/gateway/nonce").json()["nonce"]
-        _, quote = attest.quote(fleet.boards[serial], bytes.fromhex(nonce))
-        answer: dict[str, object] = client.post(
-            "/v1/gateway/quote", json={"nonce": nonce, "quote": quote.decode()}).json()
-        return answer
+from tests.server.harness import Fleet, attest_once
 
 
 def test_health_and_metrics_over_https(fleet: Fleet) -> None:

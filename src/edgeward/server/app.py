@@ -24,21 +24,11 @@ from sqlalchemy import text
 
 from edgeward import __version__, errors
 from edgeward.server.api import gateways, operators
+from edgeward.server.app_errors import status_of
 from edgeward.server.state import ServerState
+from edgeward.server.web import routes as web
 
 log = logging.getLogger("edgeward.server")
-
-STATUS: list[tuple[type[errors.Error], int]] = [
-    (errors.AuthenticationError, 401), (errors.CertificateError, 401),
-    (errors.PermissionDenied, 403), (errors.NotFound, 404), (errors.Conflict, 409),
-    (errors.StateError, 409), (errors.InputError, 400), (errors.SecurityError, 400),
-    (errors.ToolError, 503),
-]
-
-
-def status_of(error: errors.Error) -> int:
-    return next((code for kind, code in STATUS if isinstance(error, kind)), 500)
-
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -99,4 +89,5 @@ def create_app(state: ServerState) -> FastAPI:
 
     app.include_router(gateways.router)
     app.include_router(operators.router)
+    app.include_router(web.router)
     return app

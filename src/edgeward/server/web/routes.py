@@ -1,0 +1,133 @@
+"""Dashboard pages: sign-in with an API token, fleet overview, a gateway, alerts, audit.
+
+The session cookie holds the operator's API token (HttpOnly, Secure,
+SameSite=Strict): the pages authenticate and authorize through the same
+services and the same ``Action`` checks as the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session
+
+from edgeward.errors import AuthenticationError, NotFound, PermissionDenied
+from edgeward.server.app_errors import status_of
+from edgeward.server.services import alerts, audit, registry, tokens
+from edgeward.server.services.authz import Action, Principal, authorize
+from edgeward.server.state import state_of
+
+COOKIE = "ew_session"
+HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+ORDER = ("attested", "failed", "stale", "unknown")
+
+router = APIRouter(include_in_schema=False)
+templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape(["html"]))
+
+
+def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(name).render(**context), status_code=status,
+                        headers=HEADERS)
+
+
+def _render(request: Request, action: Action, name: str, title: str,
+            build: Callable[[Session, Principal, dt.datetime], dict[str, Any]]) -> Response:
+    """Authenticate by cookie, authorize ``action``, build the page in one transaction."""
+    state = state_of(request)
+    who: Principal | None = None
+    try:
+        with state.db.transaction() as session:
+            who = tokens.authenticate(session, request.cookies.get(COOKIE), state.clock())
+            authorize(who, action)
+            context = build(session, who, state.clock())
+    except AuthenticationError:
+        return RedirectResponse("/login", status_code=303, headers=HEADERS)
+    except (PermissionDenied, NotFound) as e:
+        return page("base.html", status=status_of(e), title=e.message, who=who)
+    return page(name, title=title, who=who, **context)
+
+
+@router.get("/login")
+def login_form() -> HTMLResponse:
+    return page("login.html", title="Sign in", who=None, error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    state = state_of(request)
+    try:
+        with state.db.transaction() as session:
+            who = tokens.authenticate(session, token, state.clock())
+            audit.record(session, who.tenant_id, who.actor, "session.login", "dashboard",
+                         state.clock())
+    except AuthenticationError as e:
+        return page("login.html", status=401, title="Sign in", who=None, error=e.message)
+    response = RedirectResponse("/", status_code=303, headers=HEADERS)
+    response.set_cookie(COOKIE, token, httponly=True, secure=True, samesite="strict",
+                        max_age=8 * 3600)
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303, headers=HEADERS)
+    response.delete_cookie(COOKIE, httponly=True, secure=True, samesite="strict")
+    return response
+
+
+@router.get("/")
+def fleet(request: Request) -> Response:
+    def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
+        gateways = [registry.describe(g, now) for g in registry.visible(session, who)]
+        counted = Counter(g["attestation"] for g in gateways)
+        return {"gateways": gateways,
+                "counts": [(s, counted[s]) for s in ORDER if counted[s] or s == "attested"]}
+
+    return _render(request, Action.GATEWAY_LIST, "fleet.html", "Fleet", build)
+
+
+@router.get("/gateways/{serial}")
+def gateway(serial: str, request: Request) -> Response:
+    def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
+        found = registry.find(session, who, serial, Action.GATEWAY_READ)
+        events = [e for e in audit.events(session, who, 1000) if e.target == serial]
+        return {"gateway": registry.describe(found, now),
+                "events": [{"at": registry.iso(e.at), "actor": e.actor, "action": e.action}
+                           for e in events]}
+
+    return _render(request, Action.GATEWAY_READ, "gateway.html", f"Gateway {serial}", build)
+
+
+@router.get("/audit")
+def audit_page(request: Request) -> Response:
+    def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
+        return {"events": [{"at": registry.iso(e.at), "actor": e.actor, "action": e.action,
+                            "target": e.target} for e in audit.events(session, who, 500)]}
+
+    return _render(request, Action.AUDIT_READ, "audit.html", "Audit log", build)
+
+
+@router.get("/alerts")
+def alerts_page(request: Request) -> Response:
+    def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
+        return {"alerts": [{"at": registry.iso(a.at), "gateway": serial, "kind": a.kind,
+                            "detail": a.detail} for a, serial in alerts.visible(session, who)]}
+
+    return _render(request, Action.ALERT_READ, "alerts.html", "Alerts", build)
