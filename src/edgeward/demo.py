@@ -22,6 +22,7 @@ from edgeward.device.boot.chain import boot
 from edgeward.errors import Error
 from edgeward.factory import station
 from edgeward.factory.provision import enrol, provision
+from edgeward.files import write_secret
 from edgeward.server.runner import Running, Settings
 
 SERIALS = ("gw-0001", "gw-0002", "gw-0003")
@@ -49,6 +50,7 @@ class DemoResult:
     gateways: list[GatewayOutcome] = field(default_factory=list)
     server: str = ""
     fleet: list[dict[str, object]] = field(default_factory=list)
+    operator_token: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,7 +75,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(directory: Path, say: Callable[[str], None]) -> DemoResult:
+def run(directory: Path, say: Callable[[str], None],
+        hold: Callable[[DemoResult], None] | None = None) -> DemoResult:
+    """Tell the story; ``hold`` (if given) runs while the server is still up."""
     now = dt.datetime.now(dt.UTC)
     result = DemoResult(directory)
     say(f"factory: making OEM keys, CA and release 1.0.0 in {directory / 'factory'}")
@@ -107,7 +111,11 @@ def run(directory: Path, say: Callable[[str], None]) -> DemoResult:
             if report.refused_stage:
                 outcome.refused_stage, outcome.reason = report.refused_stage, report.reason
             outcome.attestation_after = _agent(device, server.url, server_ca)
-        result.fleet = _fleet_view(settings.data / "admin-token", server.url, server_ca)
+        result.fleet, token = _fleet_view(settings.data / "admin-token", server.url, server_ca)
+        result.operator_token = directory / "operator-token"
+        write_secret(result.operator_token, token.encode())
+        if hold is not None:
+            hold(result)
     return result
 
 
@@ -119,7 +127,8 @@ def _agent(device: Path, url: str, server_ca: Path) -> str:
         return f"cannot attest: {e.message}"
 
 
-def _fleet_view(admin_token: Path, url: str, server_ca: Path) -> list[dict[str, object]]:
+def _fleet_view(admin_token: Path, url: str, server_ca: Path
+                ) -> tuple[list[dict[str, object]], str]:
     """What an operator sees: a tenant made, the gateways handed to it, then listed."""
     context = tls_context(str(server_ca))
     with ApiClient(url, context, admin_token.read_text().strip()) as admin:
@@ -131,4 +140,4 @@ def _fleet_view(admin_token: Path, url: str, server_ca: Path) -> list[dict[str, 
         token = admin.call("POST", "/v1/tokens", {"user": "ops", "tenant": "demo-hotels"})
     with ApiClient(url, context, token["token"]) as ops:
         listed: list[dict[str, object]] = ops.call("GET", "/v1/gateways")
-    return listed
+    return listed, str(token["token"])

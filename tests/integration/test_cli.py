@@ -185,3 +185,30 @@ def test_commit_from_the_cli_needs_a_trial_boot(fleet: Path) -> None:
     edgeward("device", "boot", "--device", fleet / "c-1")
     result = edgeward("device", "commit", "--device", fleet / "c-1", ok=False)
     assert result.returncode == 6 and "already committed" in result.stderr
+
+
+def test_demo_serve_keeps_the_dashboard_up_until_sigterm(tmp_path: Path) -> None:
+    import signal
+    import ssl
+    import time
+
+    import httpx
+
+    child = subprocess.Popen([sys.executable, "-m", "edgeward", "demo", "--dir",
+                              str(tmp_path / "d"), "--serve"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert child.stdout is not None
+    url = ""
+    deadline = time.monotonic() + 120
+    for line in child.stdout:
+        if line.startswith("dashboard: "):
+            url = line.split()[1]
+            break
+        assert time.monotonic() < deadline
+    assert url.startswith("https://127.0.0.1:")
+    context = ssl.create_default_context(cafile=str(tmp_path / "d/server/tls/server-ca.pem"))
+    page = httpx.get(url + "login", verify=context)
+    assert page.status_code == 200 and "Sign in" in page.text
+    child.send_signal(signal.SIGTERM)
+    child.communicate(timeout=60)
+    assert child.returncode == 0

@@ -127,3 +127,41 @@ def test_factory_enrols_at_provisioning(setup: Setup, factory: Factory) -> None:
     assert result["enrolled"] is True and result["attestation"] == "attested"
     again = json.loads(setup.agent("gw-9", "--once", "--json").stdout)
     assert again["attestation"] == "attested"  # the device kept the server's CA
+
+
+def test_server_run_from_the_cli_on_the_embedded_default(tmp_path: Path,
+                                                         factory: Factory) -> None:
+    """`edgeward server run`: SQLite and a certificate made on first start; SIGTERM stops it."""
+    port = free_port()
+    data = tmp_path / "data"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "edgeward", "server", "run", "--data", str(data), "--listen",
+         f"127.0.0.1:{port}", "--trust-ca", str(factory.root / "ca.pem")],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        import ssl
+
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                context = ssl.create_default_context(cafile=str(data / "tls/server-ca.pem"))
+                health = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=context).json()
+                break
+            except (httpx.TransportError, FileNotFoundError, ssl.SSLError):
+                assert child.poll() is None, child.stderr.read() if child.stderr else ""
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.2)
+        assert health["status"] == "ok"
+        assert (data / "fleet.db").exists() and (data / "manufacturers" / "ca.pem").exists()
+        assert oct((data / "admin-token").stat().st_mode & 0o777) == "0o600"
+        assert oct((data / "tls" / "server.key").stat().st_mode & 0o777) == "0o600"
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 0, stderr
+    admin_token = (data / "admin-token").read_text()
+    assert admin_token not in stderr  # the token is written once, never logged
+    logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(entry["message"] == "request" for entry in logs)  # structured JSON logs

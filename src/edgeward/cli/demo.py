@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import click
@@ -10,21 +13,32 @@ from rich.table import Table
 
 from edgeward.cli.common import json_option
 from edgeward.cli.output import console, emit_json, err_console
-from edgeward.demo import run
+from edgeward.demo import DemoResult, run
 from edgeward.errors import StateError
 
 
 @click.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Where to keep the factory and gateways (default: a new temp dir).")
+@click.option("--serve", is_flag=True,
+              help="Keep the fleet server and its dashboard up after the story (Ctrl-C ends).")
 @json_option
-def demo(directory: Path | None, as_json: bool) -> None:
+def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
     """The whole story on virtual gateways, with a summary at the end."""
     directory = directory or Path(tempfile.mkdtemp(prefix="edgeward-demo-"))
     if directory.exists() and any(directory.iterdir()):
         raise StateError(f"{directory} is not empty: give the demo a new directory")
     say = err_console.print if as_json else console.print
-    result = run(directory, say)
+
+    def hold(result: DemoResult) -> None:
+        say(f"dashboard: {result.server}/ (sign in with the token in {result.operator_token};"
+            f" the server's CA is {directory / 'server/tls/server-ca.pem'}); Ctrl-C ends")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+    result = run(directory, say, hold if serve else None)
     if as_json:
         emit_json({"directory": str(directory), "ok": result.ok, "server": result.server,
                    "gateways": [g.to_dict() for g in result.gateways], "fleet": result.fleet})
@@ -48,6 +62,8 @@ def demo(directory: Path | None, as_json: bool) -> None:
         console.print(f"{', '.join(silent)} went silent: without the identity key that only a "
                       "verified boot opens it cannot reach the server; its last attestation "
                       "goes stale")
+        console.print(f"dashboard was at {result.server}/ (sign in with the token in "
+                      f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
         console.print(f"files kept in {directory} (server data in {directory / 'server'})")
     if not result.ok:
         raise StateError("the demo did not go as it should: see the summary above")

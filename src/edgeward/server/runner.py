@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
 import ssl
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from sqlalchemy import select
@@ -134,9 +136,19 @@ class Running:
 
 
 def run(settings: Settings, now: dt.datetime) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly and return (exit 0)."""
     configure_logging()
     _, config = prepare(settings, now)
+    # uvicorn re-raises the stop signal after its graceful shutdown; with these handlers
+    # in place that lands here as a no-op instead of killing the process mid-exit.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _stopped)
     uvicorn.Server(config).run()
+
+
+def _stopped(signum: int, _frame: FrameType | None) -> None:
+    logging.getLogger("edgeward.server").info(
+        "stopped", extra={"fields": {"signal": signal.Signals(signum).name}})
 
 
 
