@@ -38,6 +38,11 @@ from edgeward.trust import certs
 from edgeward.trust.quote import KnownGood
 
 
+# Idle keep-alive connections are kept well past the agent's 30 s heartbeat: a check-in
+# on an open connection costs a fraction of a new mutual-TLS handshake.
+KEEP_ALIVE_S = 125
+
+
 @dataclass(frozen=True)
 class Settings:
     data: Path
@@ -94,7 +99,8 @@ def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.
         ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
         ssl_ca_certs=str(bundle) if cas else None,
         ssl_cert_reqs=ssl.CERT_OPTIONAL if cas else ssl.CERT_NONE,
-        log_config=None, access_log=False, timeout_keep_alive=30, lifespan="off",
+        log_config=None, access_log=False, lifespan="off",
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return state, config
 
