@@ -21,9 +21,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeward import __version__, errors
-from edgeward.server.api import gateways, operators
+from edgeward.server.api import deps, gateways, operators
 from edgeward.server.app_errors import status_of
 from edgeward.server.state import ServerState
 from edgeward.server.web import routes as web
@@ -51,12 +52,27 @@ def create_app(state: ServerState) -> FastAPI:
     async def on_error(request: Request, error: errors.Error) -> JSONResponse:
         return JSONResponse({"error": error.message}, status_code=status_of(error))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # routing misses, a body that is not even UTF-8: still one clear error line
+        return JSONResponse({"error": errors.one_line(str(error.detail))},
+                            status_code=error.status_code, headers=error.headers)
+
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = errors.one_line(f"invalid request: {where}: {first.get('msg', 'malformed')}")
         return JSONResponse({"error": message}, status_code=422)
+
+    @app.middleware("http")
+    async def credentials_first(request: Request,
+                                call_next: Callable[[Request], Awaitable[Response]]
+                                ) -> Response:
+        refusal = deps.missing_credentials(request)
+        if refusal is not None:
+            return JSONResponse({"error": refusal}, status_code=401)
+        return await call_next(request)
 
     @app.middleware("http")
     async def observe(request: Request,

@@ -37,7 +37,6 @@ from edgeward.server.tls import TLSExtensionProtocol
 from edgeward.trust import certs
 from edgeward.trust.quote import KnownGood
 
-
 # Idle keep-alive connections are kept well past the agent's 30 s heartbeat: a check-in
 # on an open connection costs a fraction of a new mutual-TLS handshake.
 KEEP_ALIVE_S = 125

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from cryptography import x509
 from fastapi import Request
 from sqlalchemy.orm import Session
@@ -21,6 +19,22 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+def missing_credentials(request: Request) -> str | None:
+    """Why an API request cannot be served at all, judged before its body is read.
+
+    A gateway route without a client certificate, or an operator route without a
+    bearer token, is refused here, so a caller with no credentials learns nothing
+    of the request schema (not even that its JSON does not parse).
+    """
+    path = request.url.path
+    if path.startswith("/v1/gateway/"):
+        if client_certificate(request.scope) is None:
+            return "this endpoint needs the gateway's factory certificate"
+    elif path.startswith("/v1/") and not bearer(request):
+        return "a valid API token is required"
+    return None
+
+
 def operator(session: Session, request: Request, action: Action) -> Principal:
     """The operator behind the request's token, allowed ``action`` (or refused)."""
     principal = tokens.authenticate(session, bearer(request), state_of(request).clock())
@@ -34,5 +48,3 @@ def gateway(session: Session, request: Request
     return registry.identify(session, state.trust, client_certificate(request.scope),
                              state.clock())
 
-
-Route = Callable[..., object]

@@ -11,6 +11,7 @@ from edgeward.server.services.authz import Role
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 Serial = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Version = Annotated[str, StringConstraints(max_length=64)]
+TokenPrefix = Annotated[str, StringConstraints(pattern=r"^ewt_[A-Za-z0-9_-]{6}$")]
 
 
 class Strict(BaseModel):

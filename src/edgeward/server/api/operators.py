@@ -11,6 +11,7 @@ from edgeward.server.api.models import (
     AssignRequest,
     Serial,
     TenantRequest,
+    TokenPrefix,
     TokenRequest,
     UserRequest,
 )
@@ -123,7 +124,7 @@ def create_token(body: TokenRequest, request: Request) -> dict[str, Any]:
 
 
 @router.delete("/tokens/{prefix}")
-def revoke_token(prefix: str, request: Request) -> dict[str, str]:
+def revoke_token(prefix: TokenPrefix, request: Request) -> dict[str, str]:
     state = state_of(request)
     with state.db.transaction() as session:
         who = deps.operator(session, request, Action.TOKEN_MANAGE)
