@@ -51,6 +51,10 @@ class ApiClient:
             message = str(response.json().get("error") or response.text)
         except ValueError:
             message = response.text[:200]
+        if response.status_code >= 500 or response.status_code == 429:
+            # the server is there but cannot serve now: as retryable as a server away
+            raise errors.Unreachable(f"server busy or failing: {message} "
+                                     f"(HTTP {response.status_code})")
         kind = ERRORS.get(response.status_code, errors.ToolError)
         raise kind(f"server: {message} (HTTP {response.status_code})")
 

@@ -87,3 +87,7 @@ class Board(abc.ABC):
 
     @abc.abstractmethod
     def ram_write(self, name: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def ram_file(self, name: str) -> Path:
+        """A RAM entry as a file path, for APIs that only take paths (TLS key loading)."""

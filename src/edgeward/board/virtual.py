@@ -166,3 +166,6 @@ class VirtualBoard(Board):
 
     def ram_write(self, name: str, data: bytes) -> None:
         write_atomic(private_dir(self._ram) / name, data, mode=0o600)
+
+    def ram_file(self, name: str) -> Path:
+        return self._ram / name

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import signal
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,15 +76,11 @@ class Agent:
             raise InputError("no server CA known: pass --server-ca the first time")
 
     def _client(self) -> ApiClient:
-        key = keyring.recall(self.board, keyring.IDENTITY)
-        if key is None:
+        key_file = keyring.opened_file(self.board, keyring.IDENTITY)  # in RAM, never on disk
+        if key_file is None:
             raise AttestationError("the identity key is sealed: boot the device first")
-        with tempfile.TemporaryDirectory(prefix="edgeward-agent-") as tmp:
-            key_file = Path(tmp) / "identity.key"
-            key_file.touch(mode=0o600)
-            key_file.write_bytes(key)
-            context = tls_context(str(server_ca_path(self.board)),
-                                  str(identity.cert_path(self.board)), str(key_file))
+        context = tls_context(str(server_ca_path(self.board)),
+                              str(identity.cert_path(self.board)), str(key_file))
         return ApiClient(self.settings.server, context)
 
     def enrol(self, client: ApiClient) -> None:

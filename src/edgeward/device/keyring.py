@@ -61,3 +61,8 @@ def remember(board: Board, name: str, secret: bytes) -> None:
 def recall(board: Board, name: str) -> bytes | None:
     """A secret the OS stage opened in this power cycle, or None."""
     return board.ram_read(f"keyring.{name}")
+
+
+def opened_file(board: Board, name: str) -> Path | None:
+    """Where an opened secret sits in RAM (for TLS libraries that want a path), or None."""
+    return board.ram_file(f"keyring.{name}") if recall(board, name) is not None else None

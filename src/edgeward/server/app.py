@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeward import __version__, errors
@@ -30,6 +31,12 @@ from edgeward.server.state import ServerState
 from edgeward.server.web import routes as web
 
 log = logging.getLogger("edgeward.server")
+MAX_BODY = 256 * 1024  # the largest legitimate body (a quote, a record) is a few KiB
+SECURITY_HEADERS = {
+    "strict-transport-security": "max-age=31536000",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+}
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -69,10 +76,20 @@ def create_app(state: ServerState) -> FastAPI:
     async def credentials_first(request: Request,
                                 call_next: Callable[[Request], Awaitable[Response]]
                                 ) -> Response:
-        refusal = deps.missing_credentials(request)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"error": f"request body over {MAX_BODY} bytes"},
+                                status_code=413)
+        if length is None and request.headers.get("transfer-encoding"):
+            return JSONResponse({"error": "a request body needs a Content-Length"},
+                                status_code=411)
+        refusal = await run_in_threadpool(deps.missing_credentials, request)
         if refusal is not None:
             return JSONResponse({"error": refusal}, status_code=401)
-        return await call_next(request)
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.middleware("http")
     async def observe(request: Request,

@@ -35,6 +35,7 @@ from edgeward.server.services.registry import Trust
 from edgeward.server.state import ServerState
 from edgeward.server.tls import TLSExtensionProtocol
 from edgeward.trust import certs
+from edgeward.trust.digest import sha384_hex
 from edgeward.trust.quote import KnownGood
 
 # Idle keep-alive connections are kept well past the agent's 30 s heartbeat: a check-in
@@ -60,10 +61,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def _collect(folder: Path, given: tuple[Path, ...], suffix: str) -> list[Path]:
+    """Keep each given file in ``folder`` under its SHA-384 (so every factory's
+    ``ca.pem`` and every release's ``known-good.json`` stays), and list them all."""
     private_dir(folder)
     for path in given:
         data = read_file(path, "file")
-        write_atomic(folder / path.name, data)
+        write_atomic(folder / f"{sha384_hex(data)[:32]}{suffix}", data)
     return sorted(folder.glob(f"*{suffix}"))
 
 

@@ -6,6 +6,7 @@ from cryptography import x509
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from edgeward.errors import AuthenticationError
 from edgeward.server.db.models import Gateway
 from edgeward.server.services import registry, tokens
 from edgeward.server.services.authz import Action, Principal, authorize
@@ -23,15 +24,21 @@ def missing_credentials(request: Request) -> str | None:
     """Why an API request cannot be served at all, judged before its body is read.
 
     A gateway route without a client certificate, or an operator route without a
-    bearer token, is refused here, so a caller with no credentials learns nothing
-    of the request schema (not even that its JSON does not parse).
+    valid token, is refused here (the token is checked again, with its action, by
+    the route), so a caller without credentials learns nothing of the request
+    schema (not even that its JSON does not parse). Runs in a worker thread.
     """
     path = request.url.path
     if path.startswith("/v1/gateway/"):
         if client_certificate(request.scope) is None:
             return "this endpoint needs the gateway's factory certificate"
-    elif path.startswith("/v1/") and not bearer(request):
-        return "a valid API token is required"
+    elif path.startswith("/v1/"):
+        state = state_of(request)
+        try:
+            with state.db.transaction() as session:
+                tokens.authenticate(session, bearer(request), state.clock())
+        except AuthenticationError as e:
+            return e.message
     return None
 
 
@@ -39,6 +46,15 @@ def operator(session: Session, request: Request, action: Action) -> Principal:
     """The operator behind the request's token, allowed ``action`` (or refused)."""
     principal = tokens.authenticate(session, bearer(request), state_of(request).clock())
     authorize(principal, action)
+    return principal
+
+
+def operator_in(session: Session, request: Request, tenant: str | None, own: Action
+                ) -> Principal:
+    """As :func:`operator`, for a route that may name a tenant: ``own`` for one's own,
+    tenant management for another."""
+    principal = tokens.authenticate(session, bearer(request), state_of(request).clock())
+    authorize(principal, own if tenant in (None, principal.tenant) else Action.TENANT_MANAGE)
     return principal
 
 

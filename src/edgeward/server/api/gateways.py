@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import IntegrityError
 
+from edgeward.errors import Conflict
 from edgeward.server.api import deps
 from edgeward.server.api.models import EnrolRequest, HeartbeatRequest, QuoteRequest
 from edgeward.server.services import attestation, registry
@@ -17,11 +19,23 @@ router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
 @router.post("/enrol")
 def enrol(body: EnrolRequest, request: Request) -> dict[str, Any]:
     state = state_of(request)
-    with state.db.transaction() as session:
-        cert, known = deps.gateway(session, request)
-        gateway = registry.enrol(session, state.trust, cert, known, body.record,
-                                 body.station_certificate, state.clock())
-        return registry.describe(gateway, state.clock())
+    for attempt in (1, 2):
+        try:
+            with state.db.transaction() as session:
+                cert, known = deps.gateway(session, request)
+                gateway = registry.enrol(session, state.trust, cert, known, body.record,
+                                         body.station_certificate, state.clock())
+                return registry.describe(gateway, state.clock())
+        except IntegrityError:
+            if attempt == 2:  # a concurrent enrolment won twice: let its answer stand
+                raise
+            continue  # it did win once: read what it stored and answer from that
+        except Conflict:
+            with state.db.transaction() as session:  # kept, though the enrolment is refused
+                cert, _ = deps.gateway(session, request)
+                registry.record_conflict(session, cert, state.clock())
+            raise
+    raise AssertionError("unreachable")
 
 
 @router.post("/nonce")

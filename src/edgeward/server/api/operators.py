@@ -106,9 +106,8 @@ def list_users(request: Request) -> list[dict[str, Any]]:
 @router.post("/users", status_code=201)
 def create_user(body: UserRequest, request: Request) -> dict[str, Any]:
     state = state_of(request)
-    action = Action.USER_MANAGE if body.tenant is None else Action.TENANT_MANAGE
     with state.db.transaction() as session:
-        who = deps.operator(session, request, action)
+        who = deps.operator_in(session, request, body.tenant, Action.USER_MANAGE)
         user = tenants.add_user(session, who, body.name, body.role, state.clock(), body.tenant)
         return {"name": user.name, "role": user.role}
 
@@ -116,9 +115,8 @@ def create_user(body: UserRequest, request: Request) -> dict[str, Any]:
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenRequest, request: Request) -> dict[str, Any]:
     state = state_of(request)
-    action = Action.TOKEN_MANAGE if body.tenant is None else Action.TENANT_MANAGE
     with state.db.transaction() as session:
-        who = deps.operator(session, request, action)
+        who = deps.operator_in(session, request, body.tenant, Action.TOKEN_MANAGE)
         token = tokens.issue_for(session, who, body.user, state.clock(), body.tenant)
         return {"user": body.user, "token": token, "prefix": token[:10]}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from edgeward.server.db.models import Alert, Gateway
@@ -27,12 +27,20 @@ def raise_alert(session: Session, gateway: Gateway, kind: str, detail: str,
     return True
 
 
+def follow(session: Session, gateway: Gateway) -> None:
+    """Alerts about a gateway belong to whoever holds it now."""
+    session.execute(update(Alert).where(Alert.gateway_id == gateway.id)
+                    .values(tenant_id=gateway.tenant_id))
+
+
 def visible(session: Session, principal: Principal, limit: int = 100
             ) -> list[tuple[Alert, str | None]]:
+    """The tenant's alerts (a platform admin's: the unassigned pool's)."""
     authorize(principal, Action.ALERT_READ)
+    scope = principal.scope()
     rows = session.execute(
         select(Alert, Gateway.serial).outerjoin(Gateway, Alert.gateway_id == Gateway.id)
-        .where(Alert.tenant_id == principal.tenant_id)
+        .where(Alert.tenant_id.is_(None) if scope is None else Alert.tenant_id == scope)
         .order_by(Alert.at.desc(), Alert.id.desc()).limit(min(limit, 1000))
     ).all()
     return [(alert, serial) for alert, serial in rows]

@@ -23,22 +23,31 @@ from edgeward.trust.quote import KnownGood, verify_quote
 NONCE_TTL = dt.timedelta(minutes=5)
 
 
+MAX_OUTSTANDING = 4
+
+
 def issue_nonce(session: Session, gateway: Gateway, now: dt.datetime) -> str:
     session.execute(delete(Nonce).where(Nonce.gateway_id == gateway.id,
                                         Nonce.issued_at < now - NONCE_TTL))
+    outstanding = list(session.execute(
+        select(Nonce.id).where(Nonce.gateway_id == gateway.id)
+        .order_by(Nonce.issued_at.desc(), Nonce.id.desc())).scalars())
+    if len(outstanding) >= MAX_OUTSTANDING:
+        session.execute(delete(Nonce).where(Nonce.id.in_(outstanding[MAX_OUTSTANDING - 1:])))
     nonce = secrets.token_hex(32)
     session.add(Nonce(gateway_id=gateway.id, nonce=nonce, issued_at=now))
     return nonce
 
 
 def _take_nonce(session: Session, gateway: Gateway, nonce: str, now: dt.datetime) -> bytes:
-    row = session.execute(
-        select(Nonce).where(Nonce.gateway_id == gateway.id, Nonce.nonce == nonce)
-    ).scalar_one_or_none()
-    if row is None:
+    # Taken by one DELETE: of two concurrent quotes for one nonce, only one gets a row.
+    issued = session.execute(
+        delete(Nonce).where(Nonce.gateway_id == gateway.id, Nonce.nonce == nonce)
+        .returning(Nonce.issued_at)
+    ).scalars().all()
+    if len(issued) != 1:
         raise AttestationError("unknown nonce: ask for a fresh one")
-    session.delete(row)  # one quote per nonce
-    if now - _aware(row.issued_at) > NONCE_TTL:
+    if now - _aware(issued[0]) > NONCE_TTL:
         raise AttestationError("the nonce expired: ask for a fresh one")
     return bytes.fromhex(nonce)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from edgeward.server.db.models import AuditEvent
@@ -20,7 +20,10 @@ def record(session: Session, tenant_id: int | None, actor: str, action: str, tar
 
 def events(session: Session, principal: Principal, limit: int = 100) -> list[AuditEvent]:
     authorize(principal, Action.AUDIT_READ)
+    mine = AuditEvent.tenant_id == principal.tenant_id
+    if principal.platform:  # and what happened in the unassigned pool
+        mine = or_(mine, AuditEvent.tenant_id.is_(None))
     return list(session.execute(
-        select(AuditEvent).where(AuditEvent.tenant_id == principal.tenant_id)
+        select(AuditEvent).where(mine)
         .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(min(limit, 1000))
     ).scalars())

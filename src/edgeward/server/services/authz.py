@@ -55,9 +55,19 @@ class Principal:
     def actor(self) -> str:
         return f"{self.tenant}/{self.name}"
 
+    @property
+    def platform(self) -> bool:
+        return self.tenant == PLATFORM_TENANT and self.role is Role.ADMIN
+
+    def scope(self) -> int | None:
+        """Whose rows this principal sees: its tenant's; for a platform admin, the
+        unassigned pool (gateways enrolled at the factory, not yet handed to a tenant)
+        besides its own tenant's audit."""
+        return None if self.platform else self.tenant_id
+
     def allowed(self) -> frozenset[Action]:
         actions = ROLE_ACTIONS[self.role]
-        if self.tenant == PLATFORM_TENANT and self.role is Role.ADMIN:
+        if self.platform:
             actions = actions | {Action.TENANT_MANAGE}
         return actions
 

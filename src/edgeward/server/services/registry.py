@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from edgeward.errors import AuthenticationError, Conflict, InputError, NotFound, PermissionDenied
@@ -68,8 +68,6 @@ def enrol(session: Session, trust: Trust, cert: x509.Certificate, gateway: Gatew
         raise InputError("the manufacturing record is for another gateway or certificate")
     known = session.execute(select(Gateway).where(Gateway.serial == serial)).scalar_one_or_none()
     if known is not None:
-        audit.record(session, known.tenant_id, f"gateway/{serial}", "gateway.identity-conflict",
-                     serial, now, presented=fingerprint, enrolled=known.cert_sha384)
         raise Conflict(f"serial {serial} is enrolled with another certificate")
     gateway = Gateway(serial=serial, model=str(fields["model"]), cert_sha384=fingerprint,
                       cert_pem=certs.cert_pem(cert).decode(), record=record, status="enrolled",
@@ -79,6 +77,19 @@ def enrol(session: Session, trust: Trust, cert: x509.Certificate, gateway: Gatew
     session.flush()
     audit.record(session, None, f"gateway/{serial}", "gateway.enrol", serial, now)
     return gateway
+
+
+def record_conflict(session: Session, cert: x509.Certificate, now: dt.datetime) -> None:
+    """A second certificate for an enrolled serial: audit it and alert whoever holds it."""
+    serial, fingerprint = certs.serial_of(cert), certs.fingerprint(cert)
+    known = session.execute(select(Gateway).where(Gateway.serial == serial)).scalar_one_or_none()
+    if known is None:
+        return
+    audit.record(session, known.tenant_id, f"gateway/{serial}", "gateway.identity-conflict",
+                 serial, now, presented=fingerprint, enrolled=known.cert_sha384)
+    alerts.raise_alert(session, known, "identity-conflict",
+                       f"a second certificate ({fingerprint[:16]}…) tried to enrol as {serial}",
+                       now)
 
 
 def heartbeat(session: Session, gateway: Gateway, slot: str, versions: dict[str, str],
@@ -129,18 +140,23 @@ def iso(when: dt.datetime | None) -> str | None:
     return _aware(when).isoformat() if when else None
 
 
+def _in_scope(principal: Principal) -> ColumnElement[bool]:
+    scope = principal.scope()
+    return Gateway.tenant_id.is_(None) if scope is None else Gateway.tenant_id == scope
+
+
 def visible(session: Session, principal: Principal) -> list[Gateway]:
+    """The tenant's gateways (for a platform admin: the unassigned pool)."""
     authorize(principal, Action.GATEWAY_LIST)
     return list(session.execute(
-        select(Gateway).where(Gateway.tenant_id == principal.tenant_id).order_by(Gateway.serial)
-    ).scalars())
+        select(Gateway).where(_in_scope(principal)).order_by(Gateway.serial)).scalars())
 
 
 def find(session: Session, principal: Principal, serial: str, action: Action) -> Gateway:
-    """A gateway of the principal's tenant; another tenant's is simply not found."""
+    """A gateway in the principal's scope; another tenant's is simply not found."""
     authorize(principal, action)
     gateway = session.execute(
-        select(Gateway).where(Gateway.serial == serial, Gateway.tenant_id == principal.tenant_id)
+        select(Gateway).where(Gateway.serial == serial, _in_scope(principal))
     ).scalar_one_or_none()
     if gateway is None:
         raise NotFound(f"no gateway {serial} in tenant {principal.tenant}")
@@ -162,6 +178,13 @@ def assign(session: Session, principal: Principal, serial: str, tenant: str,
     gateway = session.execute(select(Gateway).where(Gateway.serial == serial)).scalar_one_or_none()
     if target is None or gateway is None:
         raise NotFound(f"no {'tenant ' + tenant if target is None else 'gateway ' + serial}")
+    previous = gateway.tenant_id
     gateway.tenant_id = target.id
+    alerts.follow(session, gateway)  # its open alerts go with it
     audit.record(session, target.id, principal.actor, "gateway.assign", serial, now)
+    audit.record(session, principal.tenant_id, principal.actor, "gateway.assign", serial, now,
+                 tenant=tenant)
+    if previous is not None and previous != target.id:
+        audit.record(session, previous, principal.actor, "gateway.reassign", serial, now,
+                     tenant=tenant)
     return gateway

@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
 from edgeward.errors import AuthenticationError, NotFound, PermissionDenied
+from edgeward.server.api.models import Serial
 from edgeward.server.app_errors import status_of
 from edgeward.server.services import alerts, audit, registry, tokens
 from edgeward.server.services.authz import Action, Principal, authorize
@@ -30,7 +31,7 @@ HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                "form-action 'self'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make form posts send Origin: null
     "cache-control": "no-store",
 }
 ORDER = ("attested", "failed", "stale", "unknown")
@@ -67,8 +68,17 @@ def login_form() -> HTMLResponse:
     return page("login.html", title="Sign in", who=None, error=None)
 
 
+def _same_origin(request: Request) -> bool:
+    """A browser form from this very site (login CSRF is refused)."""
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
+    if not _same_origin(request):
+        return page("login.html", status=403, title="Sign in", who=None,
+                    error="refused: the sign-in form was posted from another site")
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     state = state_of(request)
@@ -86,7 +96,9 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    if not _same_origin(request):
+        return RedirectResponse("/", status_code=303, headers=HEADERS)
     response = RedirectResponse("/login", status_code=303, headers=HEADERS)
     response.delete_cookie(COOKIE, httponly=True, secure=True, samesite="strict")
     return response
@@ -104,7 +116,7 @@ def fleet(request: Request) -> Response:
 
 
 @router.get("/gateways/{serial}")
-def gateway(serial: str, request: Request) -> Response:
+def gateway(serial: Serial, request: Request) -> Response:
     def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
         found = registry.find(session, who, serial, Action.GATEWAY_READ)
         events = [e for e in audit.events(session, who, 1000) if e.target == serial]
