@@ -90,3 +90,23 @@ def test_two_manufacturers_ca_pem_are_both_kept(tmp_path: Path) -> None:
     kept = _collect(tmp_path / "manufacturers", tuple(files), ".pem")
     assert sorted(p.read_text() for p in kept) == ["CA of a\n", "CA of b\n"]
     assert _collect(tmp_path / "manufacturers", tuple(files), ".pem") == kept  # idempotent
+
+
+def test_server_certificate_names_what_gateways_dial(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+
+    from edgeward.server import identity
+
+    now = dt.datetime.now(dt.UTC)
+    first = identity.ensure(tmp_path, ["fleet.example.com", "localhost"], now)
+    cert = x509.load_pem_x509_certificate(first.cert.read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(n.value) for n in sans} == {"fleet.example.com", "localhost"}
+    ca_before = first.ca.read_bytes()
+    assert identity.ensure(tmp_path, ["localhost"], now).ca.read_bytes() == ca_before  # kept
+    identity.ensure(tmp_path, ["fleet.example.com", "10.0.0.5"], now)  # a new name: re-issued
+    again = x509.load_pem_x509_certificate(first.cert.read_bytes())
+    sans = again.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "10.0.0.5" in {str(n.value) for n in sans}

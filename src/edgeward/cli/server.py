@@ -28,8 +28,11 @@ def server() -> None:
 @click.option("--known-good", "known_good", multiple=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="Known-good measurements for attestation (repeatable; kept in DATA).")
+@click.option("--server-name", "names", multiple=True,
+              help="A DNS name or address gateways use to reach the server (repeatable; "
+                   "goes into the server certificate).")
 def run_command(db_url: str | None, data: Path, listen: str, trust_cas: tuple[Path, ...],
-                known_good: tuple[Path, ...]) -> None:
+                known_good: tuple[Path, ...], names: tuple[str, ...]) -> None:
     """Run the fleet server over HTTPS (mutual TLS for gateways)."""
     host, port = parse_listen(listen)
-    run(Settings(data, db_url, host, port, trust_cas, known_good), now())
+    run(Settings(data, db_url, host, port, trust_cas, known_good, names), now())

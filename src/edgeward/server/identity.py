@@ -36,11 +36,23 @@ def _names(hosts: list[str]) -> list[x509.GeneralName]:
     return names
 
 
+def _covers(cert_file: Path, hosts: list[str], now: dt.datetime) -> bool:
+    """Whether the certificate on file is valid now and names every host asked for."""
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    have = {str(n.value) for n in names}
+    return set(hosts) <= have and now < cert.not_valid_after_utc - dt.timedelta(days=30)
+
+
 def ensure(data: Path, hosts: list[str], now: dt.datetime) -> ServerIdentity:
-    """Load the server identity, or make it on first start."""
+    """Load the server identity, or make it (first start, new names, near expiry).
+
+    A new one has a new CA too: gateways and operators fetch ``server-ca.pem`` again.
+    """
     tls = private_dir(data / "tls")
     found = ServerIdentity(tls / "server-ca.pem", tls / "server.pem", tls / "server.key")
-    if found.ca.exists() and found.cert.exists() and found.key.exists():
+    if found.ca.exists() and found.cert.exists() and found.key.exists() and _covers(
+            found.cert, hosts, now):
         return found
     ca_key = keys.generate()
     ca = certs.make_ca(ca_key, "edgeward fleet server", now)

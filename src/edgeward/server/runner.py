@@ -51,6 +51,7 @@ class Settings:
     port: int = 8443
     trust_cas: tuple[Path, ...] = ()
     known_good: tuple[Path, ...] = ()
+    names: tuple[str, ...] = ()  # DNS names / addresses gateways use to reach the server
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -92,7 +93,9 @@ def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.
     known = KnownGood()
     for path in _collect(data / "known-good", settings.known_good, ".json"):
         known = known.merged(KnownGood.from_json(read_file(path, "known-good file")))
-    tls = identity.ensure(data, [settings.host, "localhost", "127.0.0.1"], now)
+    listen = [] if settings.host in ("0.0.0.0", "::") else [settings.host]  # noqa: S104
+    names = list(dict.fromkeys([*settings.names, *listen, "localhost", "127.0.0.1"]))
+    tls = identity.ensure(data, names, now)
     bundle = data / "tls" / "client-cas.pem"
     write_atomic(bundle, b"".join(certs.cert_pem(ca) for ca in cas))
     state = ServerState(db, Trust(cas), known)
