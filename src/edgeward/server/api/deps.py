@@ -24,8 +24,8 @@ def missing_credentials(request: Request) -> str | None:
     """Why an API request cannot be served at all, judged before its body is read.
 
     A gateway route without a client certificate, or an operator route without a
-    valid token, is refused here (the token is checked again, with its action, by
-    the route), so a caller without credentials learns nothing of the request
+    valid token, is refused here (the route then authorizes the principal found
+    here for its action), so a caller without credentials learns nothing of the request
     schema (not even that its JSON does not parse). Runs in a worker thread.
     """
     path = request.url.path
@@ -36,15 +36,24 @@ def missing_credentials(request: Request) -> str | None:
         state = state_of(request)
         try:
             with state.db.transaction() as session:
-                tokens.authenticate(session, bearer(request), state.clock())
+                request.state.principal = tokens.authenticate(session, bearer(request),
+                                                              state.clock())
         except AuthenticationError as e:
             return e.message
     return None
 
 
+def _principal(session: Session, request: Request) -> Principal:
+    """The principal the middleware authenticated for this request (else authenticate)."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    return tokens.authenticate(session, bearer(request), state_of(request).clock())
+
+
 def operator(session: Session, request: Request, action: Action) -> Principal:
     """The operator behind the request's token, allowed ``action`` (or refused)."""
-    principal = tokens.authenticate(session, bearer(request), state_of(request).clock())
+    principal = _principal(session, request)
     authorize(principal, action)
     return principal
 
@@ -53,7 +62,7 @@ def operator_in(session: Session, request: Request, tenant: str | None, own: Act
                 ) -> Principal:
     """As :func:`operator`, for a route that may name a tenant: ``own`` for one's own,
     tenant management for another."""
-    principal = tokens.authenticate(session, bearer(request), state_of(request).clock())
+    principal = _principal(session, request)
     authorize(principal, own if tenant in (None, principal.tenant) else Action.TENANT_MANAGE)
     return principal
 

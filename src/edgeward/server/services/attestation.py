@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from edgeward.errors import AttestationError, Error
 from edgeward.server.db.models import Gateway, Nonce
 from edgeward.server.services import audit
-from edgeward.server.services.registry import Trust, _aware
+from edgeward.server.services.registry import Trust, aware
 from edgeward.trust.quote import KnownGood, verify_quote
 
 NONCE_TTL = dt.timedelta(minutes=5)
@@ -47,7 +47,7 @@ def _take_nonce(session: Session, gateway: Gateway, nonce: str, now: dt.datetime
     ).scalars().all()
     if len(issued) != 1:
         raise AttestationError("unknown nonce: ask for a fresh one")
-    if now - _aware(issued[0]) > NONCE_TTL:
+    if now - aware(issued[0]) > NONCE_TTL:
         raise AttestationError("the nonce expired: ask for a fresh one")
     return bytes.fromhex(nonce)
 

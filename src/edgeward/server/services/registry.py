@@ -116,12 +116,12 @@ def heartbeat(session: Session, gateway: Gateway, slot: str, versions: dict[str,
 
 def attestation_status(gateway: Gateway, now: dt.datetime) -> str:
     if gateway.attestation == "attested" and gateway.attested_at is not None and (
-            now - _aware(gateway.attested_at) > STALE_AFTER):
+            now - aware(gateway.attested_at) > STALE_AFTER):
         return "stale"
     return gateway.attestation
 
 
-def _aware(when: dt.datetime) -> dt.datetime:
+def aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)  # SQLite drops the zone
 
 
@@ -137,7 +137,7 @@ def describe(gateway: Gateway, now: dt.datetime) -> dict[str, Any]:
 
 
 def iso(when: dt.datetime | None) -> str | None:
-    return _aware(when).isoformat() if when else None
+    return aware(when).isoformat() if when else None
 
 
 def _in_scope(principal: Principal) -> ColumnElement[bool]:
