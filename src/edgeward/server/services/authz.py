@@ -25,6 +25,10 @@ class Action(enum.StrEnum):
     USER_MANAGE = "user:manage"
     TOKEN_MANAGE = "token:manage"  # noqa: S105 (an action name, not a secret)
     TENANT_MANAGE = "tenant:manage"
+    GROUP_MANAGE = "group:manage"          # a tenant's gateway groups: channel, window, pin
+    RELEASE_READ = "release:read"          # published OS releases, rollouts, update progress
+    RELEASE_PUBLISH = "release:publish"    # upload signed TUF metadata and targets (platform)
+    ROLLOUT_MANAGE = "rollout:manage"      # start, pause, resume, abort rollouts (platform)
 
 
 class Role(enum.StrEnum):
@@ -34,8 +38,8 @@ class Role(enum.StrEnum):
 
 
 _VIEWER = frozenset({Action.GATEWAY_LIST, Action.GATEWAY_READ, Action.AUDIT_READ,
-                     Action.ALERT_READ, Action.USER_READ})
-_OPERATOR = _VIEWER | {Action.GATEWAY_REVOKE, Action.GATEWAY_CLAIM}
+                     Action.ALERT_READ, Action.USER_READ, Action.RELEASE_READ})
+_OPERATOR = _VIEWER | {Action.GATEWAY_REVOKE, Action.GATEWAY_CLAIM, Action.GROUP_MANAGE}
 _ADMIN = _OPERATOR | {Action.USER_MANAGE, Action.TOKEN_MANAGE}
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: _VIEWER, Role.OPERATOR: _OPERATOR, Role.ADMIN: _ADMIN,
@@ -67,8 +71,9 @@ class Principal:
 
     def allowed(self) -> frozenset[Action]:
         actions = ROLE_ACTIONS[self.role]
-        if self.platform:
-            actions = actions | {Action.TENANT_MANAGE}
+        if self.platform:  # the platform is also the OS vendor: it publishes and rolls out
+            actions = actions | {Action.TENANT_MANAGE, Action.RELEASE_PUBLISH,
+                                 Action.ROLLOUT_MANAGE}
         return actions
 
 
