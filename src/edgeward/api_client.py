@@ -8,6 +8,8 @@ not answer into :class:`Unreachable`, so callers handle one exception tree.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,13 +42,38 @@ class ApiClient:
                                   timeout=timeout)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._send(method, path, json=body).json()
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._send("GET", path).content
+
+    def put_bytes(self, path: str, data: bytes) -> Any:
+        return self._send("PUT", path, content=data,
+                          headers={"content-type": "application/json"}).json()
+
+    def upload(self, path: str, source: Path, progress: Callable[[int], None] | None = None,
+               ) -> Any:
+        """PUT a file, streamed (with its length), reporting bytes sent."""
+        size = source.stat().st_size
+
+        def chunks() -> Iterator[bytes]:
+            with source.open("rb") as f:
+                while block := f.read(1 << 20):
+                    if progress is not None:
+                        progress(len(block))
+                    yield block
+
+        return self._send("PUT", path, content=chunks(), timeout=None, headers={
+            "content-length": str(size), "content-type": "application/octet-stream"}).json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as e:
             raise errors.Unreachable(f"fleet server {self.base_url} unreachable: "
                                      f"{type(e).__name__}: {e}") from e
         if response.is_success:
-            return response.json()
+            return response
         try:
             message = str(response.json().get("error") or response.text)
         except ValueError:

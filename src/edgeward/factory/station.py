@@ -83,7 +83,8 @@ def open_factory(root: Path) -> Factory:
 
 
 def init(root: Path, model: str, manufacturer: str, version: str, security_version: int,
-         passphrase: bytes | None, now: dt.datetime) -> Factory:
+         passphrase: bytes | None, now: dt.datetime, tuf_root: bytes | None = None
+         ) -> Factory:
     """Make the OEM keys, the CA and the first OS release, in a new directory.
 
     Everything is made aside and renamed into place at the end: a failure
@@ -95,7 +96,7 @@ def init(root: Path, model: str, manufacturer: str, version: str, security_versi
     root.parent.mkdir(parents=True, exist_ok=True)
     work = root.parent / f".{root.name}.partial-{secrets.token_hex(4)}"
     try:
-        _make(work, model, manufacturer, version, security_version, passphrase, now)
+        _make(work, model, manufacturer, version, security_version, passphrase, now, tuf_root)
         if root.exists():
             root.rmdir()
         os.rename(work, root)
@@ -106,7 +107,7 @@ def init(root: Path, model: str, manufacturer: str, version: str, security_versi
 
 
 def _make(root: Path, model: str, manufacturer: str, version: str, security_version: int,
-          passphrase: bytes | None, now: dt.datetime) -> None:
+          passphrase: bytes | None, now: dt.datetime, tuf_root: bytes | None) -> None:
     private_dir(root)
     made = {name: keys.generate(alg) for name, alg in KEYS.items()}
     for name, key in made.items():
@@ -120,7 +121,7 @@ def _make(root: Path, model: str, manufacturer: str, version: str, security_vers
                           purpose="station")
     write_atomic(root / "station.pem", certs.cert_pem(station))
     build_release(root / "release", version, security_version, model,
-                  made["boot-root"], made["kernel"])
+                  made["boot-root"], made["kernel"], tuf_root)
     private_dir(root / "records")
     write_atomic(root / "factory.json", canonical({
         "model": model, "manufacturer": manufacturer, "created": now.isoformat(),

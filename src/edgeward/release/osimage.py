@@ -73,11 +73,16 @@ class OsRelease:
         return self.directory / "known-good.json"
 
 
+TUF_ROOT = "etc/edgeward/tuf/root.json"  # the update client's trust anchor, in the rootfs
+
+
 def build_release(directory: Path, version: str, security_version: int, model: str,
-                  root_key: PrivateKey, kernel_key: PrivateKey) -> OsRelease:
+                  root_key: PrivateKey, kernel_key: PrivateKey,
+                  tuf_root: bytes | None = None) -> OsRelease:
     """Build and sign a complete boot chain into ``directory``."""
     release = OsRelease(directory)
-    sealed = rootfs.build(release.rootfs, version, model, security_version)
+    extra = {TUF_ROOT: tuf_root} if tuf_root is not None else None
+    sealed = rootfs.build(release.rootfs, version, model, security_version, extra)
     kernel = make_kernel_bundle(version, security_version, model, sealed, kernel_key)
     bl2 = make_bl2(version, security_version, model, [kernel_key], root_key)
     write_atomic(release.kernel, kernel)

@@ -86,10 +86,15 @@ def seal(raw: Path, out: Path, salt: bytes | None = None) -> SealedRootfs:
 
 
 def build(out: Path, version: str, model: str, security_version: int,
-          extra: dict[str, bytes] | None = None) -> SealedRootfs:
-    """Build the OS rootfs for ``version`` as a sealed squashfs at ``out``."""
+          extra: dict[str, bytes] | None = None, base_tree: Path | None = None,
+          salt: bytes | None = None) -> SealedRootfs:
+    """Build the OS rootfs for ``version`` as a sealed squashfs at ``out``: the files of
+    ``base_tree`` (if any), then edgeward's own, then ``extra``. Reusing the previous
+    release's ``salt`` keeps the hash tree of unchanged blocks unchanged (small deltas)."""
     with tempfile.TemporaryDirectory(prefix="edgeward-rootfs-") as tmp:
         tree = Path(tmp) / "root"
+        if base_tree is not None:
+            shutil.copytree(base_tree, tree, symlinks=True)
         files: dict[str, bytes] = {k: v.encode() for k, v in
                                    _tree_files(version, model, security_version).items()}
         files.update(extra or {})
@@ -100,4 +105,4 @@ def build(out: Path, version: str, model: str, security_version: int,
         (tree / "etc/shadow").chmod(0o640)
         squash = Path(tmp) / "rootfs.squashfs"
         mksquashfs(tree, squash)
-        return seal(squash, out)
+        return seal(squash, out, salt)

@@ -25,8 +25,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeward import __version__, errors
-from edgeward.server.api import deps, gateways, operators
+from edgeward.server.api import deps, gateways, operators, repository
 from edgeward.server.app_errors import status_of
+from edgeward.server.services.repository import MAX_BLOB
 from edgeward.server.state import ServerState
 from edgeward.server.web import routes as web
 
@@ -77,8 +78,10 @@ def create_app(state: ServerState) -> FastAPI:
                                 call_next: Callable[[Request], Awaitable[Response]]
                                 ) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"error": f"request body over {MAX_BODY} bytes"},
+        limit = MAX_BLOB if (request.method == "PUT" and request.url.path.startswith(
+            "/v1/repository/blobs/")) else MAX_BODY  # target files stream to disk
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse({"error": f"request body over {limit} bytes"},
                                 status_code=413)
         if length is None and request.headers.get("transfer-encoding"):
             return JSONResponse({"error": "a request body needs a Content-Length"},
@@ -122,5 +125,6 @@ def create_app(state: ServerState) -> FastAPI:
 
     app.include_router(gateways.router)
     app.include_router(operators.router)
+    app.include_router(repository.router)
     app.include_router(web.router)
     return app

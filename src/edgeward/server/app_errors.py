@@ -8,7 +8,7 @@ STATUS: list[tuple[type[errors.Error], int]] = [
     (errors.AuthenticationError, 401), (errors.CertificateError, 401),
     (errors.PermissionDenied, 403), (errors.NotFound, 404), (errors.Conflict, 409),
     (errors.StateError, 409), (errors.InputError, 400), (errors.SecurityError, 400),
-    (errors.ToolError, 503),
+    (errors.ToolError, 503), (errors.NotAvailable, 503),
 ]
 
 

@@ -32,11 +32,13 @@ from edgeward.server.db.models import Tenant
 from edgeward.server.services import tenants, tokens
 from edgeward.server.services.authz import PLATFORM_TENANT, Role
 from edgeward.server.services.registry import Trust
+from edgeward.server.services.repository import ServerRepository
 from edgeward.server.state import ServerState
 from edgeward.server.tls import TLSExtensionProtocol
-from edgeward.trust import certs
+from edgeward.trust import certs, publication
 from edgeward.trust.digest import sha384_hex
 from edgeward.trust.quote import KnownGood
+from edgeward.trust.targets import OS_ROLE
 
 # Idle keep-alive connections are kept well past the agent's 30 s heartbeat: a check-in
 # on an open connection costs a fraction of a new mutual-TLS handshake.
@@ -99,6 +101,11 @@ def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.
     bundle = data / "tls" / "client-cas.pem"
     write_atomic(bundle, b"".join(certs.cert_pem(ca) for ca in cas))
     state = ServerState(db, Trust(cas), known)
+    repo = state.repository = ServerRepository(data / "tuf", lambda: state.clock())
+    if OS_ROLE in repo.roles():
+        state.known_good = known.merged(KnownGood({
+            k: frozenset(v) for k, v in publication.measurements(
+                repo.current(OS_ROLE).signed.targets).items()}))
     config = uvicorn.Config(
         create_app(state), host=settings.host, port=settings.port, http=TLSExtensionProtocol,
         ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
@@ -118,6 +125,25 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+REFRESH_EVERY_S = 60.0
+
+
+def keep_fresh(state: ServerState, stop: threading.Event) -> threading.Thread:
+    """Re-sign the TUF timestamp (and snapshot) before they expire, until ``stop``."""
+    def loop() -> None:
+        log = logging.getLogger("edgeward.server")
+        while not stop.wait(REFRESH_EVERY_S):
+            try:
+                if state.repository is not None and state.repository.refresh_timestamp():
+                    log.info("timestamp re-signed")
+            except Exception:  # keep refreshing: the next round may succeed
+                log.exception("timestamp refresh failed")
+
+    thread = threading.Thread(target=loop, name="tuf-timestamp", daemon=True)
+    thread.start()
+    return thread
+
+
 class Running:
     """A server on a background thread (tests, the demo, benchmarks)."""
 
@@ -125,6 +151,7 @@ class Running:
         self.state, config = prepare(settings, now)
         self.server = uvicorn.Server(config)
         self.settings = settings
+        self._stop = threading.Event()
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -133,6 +160,7 @@ class Running:
 
     def __enter__(self) -> Running:
         self.thread.start()
+        keep_fresh(self.state, self._stop)
         deadline = time.monotonic() + 20
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
@@ -141,6 +169,7 @@ class Running:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
         self.server.should_exit = True
         self.thread.join(timeout=20)
         self.state.db.close()
@@ -149,7 +178,8 @@ class Running:
 def run(settings: Settings, now: dt.datetime) -> None:
     """Serve until SIGTERM or SIGINT, then shut down cleanly and return (exit 0)."""
     configure_logging()
-    _, config = prepare(settings, now)
+    state, config = prepare(settings, now)
+    keep_fresh(state, threading.Event())
     # uvicorn re-raises the stop signal after its graceful shutdown; with these handlers
     # in place that lands here as a no-op instead of killing the process mid-exit.
     for stop in (signal.SIGTERM, signal.SIGINT):

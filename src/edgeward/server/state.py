@@ -10,6 +10,7 @@ from fastapi import Request
 
 from edgeward.server.db.engine import Database
 from edgeward.server.services.registry import Trust
+from edgeward.server.services.repository import ServerRepository
 from edgeward.trust.quote import KnownGood
 
 
@@ -22,6 +23,7 @@ class ServerState:
     db: Database
     trust: Trust
     known_good: KnownGood
+    repository: ServerRepository | None = None
     clock: Callable[[], dt.datetime] = field(default=_utcnow)
 
 
