@@ -107,6 +107,7 @@ def test_kernel_below_the_fused_counter_is_refused_even_with_a_current_bl2(
     gateway.write("bl2", make_bl2("2.0.0", 3, "ew-gw1", [factory.key("kernel", None)],
                                   factory.key("boot-root", None)))
     gateway.advance_security_version(3)
+    gateway.advance_security_version(3, "os_security_version")
     report = boot(gateway)
     assert report.refused_stage == "bl2"
     assert "kernel bundle security version 1 is below the fused counter 3" in report.reason
@@ -122,6 +123,7 @@ def test_release_at_the_fused_counter_boots_and_older_cannot_return(
     assert env is not None
     gateway.write_env(commit(env, "b"))
     gateway.advance_security_version(2)  # committing a release that raised it burns it
+    gateway.advance_security_version(2, "os_security_version")
     assert boot(gateway).verdict == "booted"
     # slot A still holds 1.0.0 (security version 1): staging it back is refused at boot
     env = gateway.read_env()

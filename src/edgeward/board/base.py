@@ -33,7 +33,10 @@ class Board(abc.ABC):
         """Burn a write-once field (root_key_hash, huk, debug_disable)."""
 
     @abc.abstractmethod
-    def advance_security_version(self, version: int) -> None: ...
+    def advance_security_version(self, version: int, counter: str = "security_version"
+                                 ) -> None:
+        """Burn a monotonic counter up to ``version``: ``security_version`` (BL2's,
+        checked by the ROM) or ``os_security_version`` (the OS's, checked by BL2)."""
 
     @abc.abstractmethod
     def read_huk(self) -> bytes:
@@ -61,6 +64,10 @@ class Board(abc.ABC):
     @abc.abstractmethod
     def write(self, partition: str, data: bytes | Path) -> None:
         """Replace a partition atomically, from bytes or from a file streamed in."""
+
+    @abc.abstractmethod
+    def partition_path(self, partition: str) -> Path:
+        """The device node (or file) behind a partition, for tools that take a path."""
 
     @abc.abstractmethod
     def read_env(self) -> BootEnv | None: ...

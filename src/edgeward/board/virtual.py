@@ -74,9 +74,10 @@ class VirtualBoard(Board):
             raise FuseError(f"{field} is not a write-once fuse field")
         write_atomic(self._fuses, fuses.burn_once(self._bank(), field, value), mode=0o600)
 
-    def advance_security_version(self, version: int) -> None:
-        write_atomic(self._fuses, fuses.advance_security_version(self._bank(), version),
-                     mode=0o600)
+    def advance_security_version(self, version: int, counter: str = "security_version"
+                                 ) -> None:
+        write_atomic(self._fuses, fuses.advance_security_version(self._bank(), version,
+                                                                 counter), mode=0o600)
 
     def read_huk(self) -> bytes:
         if self.huk_locked():

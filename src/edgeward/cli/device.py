@@ -18,6 +18,7 @@ from edgeward.device.boot.chain import boot as run_boot
 from edgeward.device.boot.commit import commit_booted_slot
 from edgeward.device.boot.report import BootReport
 from edgeward.device.status import status as device_status
+from edgeward.errors import SecurityError, StateError
 from edgeward.files import write_atomic
 
 
@@ -130,17 +131,49 @@ def commit(device: Path) -> None:
 @click.option("--interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
               help="Seconds between heartbeats.")
 @click.option("--once", is_flag=True, help="Enrol, attest, send one heartbeat, exit.")
+@click.option("--update-every", default=900.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds between OS update checks (0: never).")
 @json_option
 def agent(device: Path, server: str, server_ca: Path | None, interval: float, once: bool,
-          as_json: bool) -> None:
-    """Run the gateway agent: enrol, attest, heartbeat; retry while the server is away."""
+          update_every: float, as_json: bool) -> None:
+    """Run the gateway agent: enrol, attest, heartbeat, apply OS updates (TUF, A/B) in the
+    maintenance window, commit or roll back after a trial boot; retry while the server
+    is away."""
     board = VirtualBoard.open(device)
     if server_ca is not None:
         remember_server_ca(board, server_ca)
     say = (lambda _: None) if as_json else (lambda m: err_console.print(f"agent: {m}"))
-    runner = Agent(board, AgentSettings(server, interval=interval, once=once), say)
+    runner = Agent(board, AgentSettings(server, interval=interval, once=once,
+                                        update_every=update_every), say)
     runner.install_signal_handlers()
     state = runner.run()
     if as_json:
         emit_json({"enrolled": state.enrolled, "attestation": state.attestation,
-                   "heartbeats": state.heartbeats, "last_error": state.last_error or None})
+                   "heartbeats": state.heartbeats, "last_error": state.last_error or None,
+                   "updates": state.updates})
+
+
+@device.command()
+@device_option
+@click.option("--server", required=True, help="Fleet server URL, e.g. https://fleet:8443.")
+@click.option("--now", "force", is_flag=True,
+              help="Install now, outside the maintenance window (and retry a failed version).")
+@json_option
+def update(device: Path, server: str, force: bool, as_json: bool) -> None:
+    """Check for an OS update once and apply it: download through TUF, write the inactive
+    slot, verify, try-boot, health check, commit — or roll back. Exit 0 unless refused."""
+    board = VirtualBoard.open(device)
+    say = (lambda _: None) if as_json else (lambda m: err_console.print(f"update: {m}"))
+    runner = Agent(board, AgentSettings(server), say)
+    done = runner.updater().after_boot()
+    outcome = done if done.action != "none" else runner.updater().check(force)
+    if as_json:
+        emit_json(outcome.to_dict())
+    else:
+        console.print(f"{outcome.action}"
+                      + (f" {outcome.version}" if outcome.version else "")
+                      + (f": {outcome.detail}" if outcome.detail else ""))
+    if outcome.action in ("refused", "failed"):
+        raise SecurityError(f"update {outcome.version} {outcome.action}: {outcome.detail}") \
+            if outcome.action == "refused" else StateError(
+                f"update {outcome.version} failed: {outcome.detail}")

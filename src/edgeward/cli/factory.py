@@ -18,6 +18,8 @@ from edgeward.errors import UsageError
 from edgeward.factory import station
 from edgeward.factory.provision import enrol
 from edgeward.factory.provision import provision as do_provision
+from edgeward.files import read_file
+from edgeward.trust import publication
 
 
 @click.group()
@@ -34,13 +36,20 @@ def factory() -> None:
               help="Version of the first OS release built for the factory.")
 @click.option("--security-version", default=1, show_default=True, type=click.IntRange(0, 64),
               help="Security version of that release (fused at provisioning).")
+@click.option("--tuf-root", type=click.Path(dir_okay=False, path_type=Path),
+              help="TUF root metadata to ship in the rootfs (from 'edgeward release init'): "
+                   "the gateways' update trust anchor.")
 @passphrase_option
 @json_option
 def init(directory: Path, model: str, manufacturer: str, os_version: str,
-         security_version: int, passphrase_file: Path | None, as_json: bool) -> None:
+         security_version: int, tuf_root: Path | None, passphrase_file: Path | None,
+         as_json: bool) -> None:
     """Make the OEM keys (boot root, kernel, CA, station, escrow) and the first release."""
+    root = read_file(tuf_root, "TUF root metadata") if tuf_root else None
+    if root is not None:
+        publication.parse(root, "root")
     made = station.init(directory, model, manufacturer, os_version, security_version,
-                        read_passphrase(passphrase_file), now())
+                        read_passphrase(passphrase_file), now(), root)
     config = station.config(made)
     if as_json:
         emit_json({"factory": str(directory), **config})

@@ -12,6 +12,7 @@ from edgeward.cli.demo import demo
 from edgeward.cli.device import device
 from edgeward.cli.factory import factory
 from edgeward.cli.fleet import fleet
+from edgeward.cli.release import release
 from edgeward.cli.server import server
 from edgeward.errors import Error
 
@@ -32,6 +33,7 @@ cli.add_command(attestation)
 cli.add_command(demo)
 cli.add_command(server)
 cli.add_command(fleet)
+cli.add_command(release)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import signal
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,11 @@ from typing import Any
 from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.base import Board
 from edgeward.device import attest, identity, keyring
+from edgeward.device.boot.chain import boot as boot_chain
 from edgeward.device.boot.chain import last_boot
-from edgeward.errors import AttestationError, InputError, StateError, Unreachable
+from edgeward.device.updates.client import TufClient
+from edgeward.device.updates.updater import OsUpdater, Outcome
+from edgeward.errors import AttestationError, Error, InputError, StateError, Unreachable
 from edgeward.files import read_file, write_atomic
 
 SERVER_CA = "server-ca.pem"
@@ -35,6 +39,7 @@ class AgentSettings:
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     once: bool = False
+    update_every: float = 900.0  # seconds between update checks (0: never)
 
 
 @dataclass
@@ -45,6 +50,7 @@ class AgentState:
     failures: int = 0
     last_error: str = ""
     log: list[str] = field(default_factory=list)
+    updates: list[dict[str, str]] = field(default_factory=list)
 
 
 def server_ca_path(board: Board) -> Path:
@@ -75,13 +81,63 @@ class Agent:
         if not server_ca_path(board).exists():
             raise InputError("no server CA known: pass --server-ca the first time")
 
-    def _client(self) -> ApiClient:
+    def _context(self) -> ssl.SSLContext:
         key_file = keyring.opened_file(self.board, keyring.IDENTITY)  # in RAM, never on disk
         if key_file is None:
             raise AttestationError("the identity key is sealed: boot the device first")
-        context = tls_context(str(server_ca_path(self.board)),
-                              str(identity.cert_path(self.board)), str(key_file))
-        return ApiClient(self.settings.server, context)
+        return tls_context(str(server_ca_path(self.board)),
+                           str(identity.cert_path(self.board)), str(key_file))
+
+    def _client(self) -> ApiClient:
+        return ApiClient(self.settings.server, self._context())
+
+    def updater(self) -> OsUpdater:
+        return OsUpdater(
+            self.board, self.settings.server, self._client,
+            lambda slot: TufClient(self.board, self.settings.server, self._context(), slot),
+            self.reboot, self.health, self.say)
+
+    def reboot(self) -> None:
+        """Power-cycle the virtual gateway; the watchdog resets a boot that halts, until
+        one comes up (BL2 falls back to the committed slot within its boot limit)."""
+        env = self.board.read_env()
+        for _ in range((env.boot_limit if env else 3) + 2):
+            report = boot_chain(self.board)
+            if report.verdict == "booted":
+                break
+            self.say(f"boot refused at {report.refused_stage}: {report.reason}; watchdog reset")
+        booted = last_boot(self.board)
+        if booted is None or booted["verdict"] != "booted":
+            raise StateError("the gateway does not boot on either slot")
+        self.boot = booted
+        self.say(f"rebooted into slot {booted['slot']} "
+                 f"({dict(booted.get('versions', {})).get('rootfs', '?')})")
+
+    def health(self) -> str | None:
+        """After a trial boot: verified boot, attested, reaching the server, apps running."""
+        if self.boot.get("verdict") != "booted":
+            return "the boot was not verified"
+        try:
+            with self._client() as client:
+                verdict = self.attest(client)
+                if verdict != "attested":
+                    return f"attestation {verdict}"
+                self.heartbeat(client)
+        except Error as e:
+            return f"fleet server not reached: {e.message}"
+        return None  # apps: none are supervised yet on this gateway (issue 6 adds them)
+
+    def check_updates(self, force: bool = False) -> Outcome:
+        try:
+            outcome = self.updater().check(force)
+        except Unreachable:
+            raise
+        except Error as e:  # a failed check is reported, the agent goes on
+            outcome = Outcome("failed", "", e.message)
+            self.say(f"update check failed: {e.message}")
+        if outcome.action != "none":
+            self.state.updates.append(outcome.to_dict())
+        return outcome
 
     def enrol(self, client: ApiClient) -> None:
         client.call("POST", "/v1/gateway/enrol", {
@@ -112,16 +168,26 @@ class Agent:
     def run(self) -> AgentState:
         """Until stopped (or once): enrol, attest, then heartbeats; back off on failure."""
         next_attest = 0.0
+        next_update = 0.0
         clock = 0.0
+        finished_boot = False
         with self._client() as client:
             while not self.stop.is_set():
                 try:
                     if not self.state.enrolled:
                         self.enrol(client)
+                    if not finished_boot:  # a trial boot is committed or rolled back first
+                        done = self.updater().after_boot()
+                        if done.action != "none":
+                            self.state.updates.append(done.to_dict())
+                        finished_boot = True
                     if clock >= next_attest:
                         self.attest(client)
                         next_attest = clock + self.settings.attest_every
                     self.heartbeat(client)
+                    if self.settings.update_every and clock >= next_update:
+                        next_update = clock + self.settings.update_every
+                        self.check_updates()
                     self.state.failures, self.state.last_error = 0, ""
                     if self.settings.once:
                         break

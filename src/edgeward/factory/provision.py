@@ -26,7 +26,7 @@ from edgeward.factory.record import sign_record
 from edgeward.factory.station import Factory
 from edgeward.files import read_file, write_atomic, write_secret
 from edgeward.trust import certs, keys, sealing
-from edgeward.trust.manifest import verify_bl2
+from edgeward.trust.manifest import peek_kernel_bundle, verify_bl2
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class _Images:
     bl2: bytes
     kernel: bytes
     rootfs: Path
+    os_security_version: int
 
 
 def escrow_info(serial: str) -> bytes:
@@ -79,6 +80,7 @@ def _flash(device: Path, images: _Images) -> tuple[VirtualBoard, bytes]:
     board.burn("root_key_hash", images.root_hash)
     board.burn("huk", os.urandom(32))
     board.advance_security_version(images.security_version)
+    board.advance_security_version(images.os_security_version, "os_security_version")
     board.burn("debug_disable", b"\x01")
     board.write("bl2", images.bl2)
     board.write("kernel_a", images.kernel)
@@ -118,8 +120,10 @@ def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | N
     if not release.rootfs.is_file():
         raise InputError(f"rootfs image {release.rootfs} does not exist")
     bl2_image = read_file(release.bl2, "BL2 image")
+    kernel_image = read_file(release.kernel, "kernel bundle")
     images = _Images(root_hash, verify_bl2(bl2_image, root_hash, 0).security_version,
-                     bl2_image, read_file(release.kernel, "kernel bundle"), release.rootfs)
+                     bl2_image, kernel_image, release.rootfs,
+                     peek_kernel_bundle(kernel_image).security_version)
     _rehearse(images, serial)
 
     # From here on the board is changed for good.
@@ -141,6 +145,7 @@ def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | N
         "certificate_sha384": certs.fingerprint(cert), "fuse_hash": fuses.public_hash(),
         "root_key_hash": fuses.root_key_hash.hex(),
         "security_version": fuses.security_version,
+        "os_security_version": fuses.os_security_version,
         "release": report.versions, "provisioned_at": now.isoformat(),
     }
     signed = sign_record(record, station_key)

@@ -14,7 +14,8 @@ from edgeward.trust.envelope import open_envelope, seal_envelope
 
 RECORD_TYPE = "application/vnd.edgeward.manufacturing-record+json"
 FIELDS = {"type", "serial", "model", "manufacturer", "certificate_sha384", "fuse_hash",
-          "root_key_hash", "security_version", "release", "provisioned_at"}
+          "root_key_hash", "security_version", "os_security_version", "release",
+          "provisioned_at"}
 
 
 def sign_record(record: dict[str, Any], station_key: keys.PrivateKey) -> bytes:

@@ -23,6 +23,7 @@ from edgeward.trust.digest import sha384_hex
 from edgeward.trust.keys import PrivateKey
 from edgeward.trust.manifest import peek_kernel_bundle
 from edgeward.trust.measurement import COMPONENTS
+from edgeward.trust.targets import TUF_ROOT
 
 ZSTD_LONG = "--long=31"  # windows up to 2 GiB: the whole base image is the dictionary
 
@@ -105,7 +106,7 @@ def build(out: Path, version: str, security_version: int, model: str,
         bundle = peek_kernel_bundle(read_file(base_build.kernel, "base kernel bundle"))
         salt = bundle.rootfs.salt
         base_info = {"version": bundle.version, "sha384": file_sha384(base_build.rootfs)}
-    extra = {osimage.TUF_ROOT: tuf_root, **(files or {})}
+    extra = {TUF_ROOT: tuf_root, **(files or {})}
     sealed = rootfs.build(result.rootfs, version, model, security_version, extra, tree, salt)
     kernel = osimage.make_kernel_bundle(version, security_version, model, sealed, kernel_key,
                                         cmdline)

@@ -20,6 +20,7 @@ from edgeward.trust.manifest import (
 )
 from edgeward.trust.measurement import COMPONENTS, HEALTHY_OS_STATE
 from edgeward.trust.quote import KnownGood
+from edgeward.trust.targets import TUF_ROOT
 
 KERNEL_SIZE = 128 * 1024
 INITRD_SIZE = 64 * 1024
@@ -73,7 +74,6 @@ class OsRelease:
         return self.directory / "known-good.json"
 
 
-TUF_ROOT = "etc/edgeward/tuf/root.json"  # the update client's trust anchor, in the rootfs
 
 
 def build_release(directory: Path, version: str, security_version: int, model: str,

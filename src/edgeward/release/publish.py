@@ -50,7 +50,7 @@ def upload_file(client: ApiClient, path: Path, progress: Progress | None = None
     return target
 
 
-def _online_key(entry: dict[str, Any]) -> Key:
+def online_key(entry: dict[str, Any]) -> Key:
     body = {k: v for k, v in entry.items() if k != "keyid"}
     return Key.from_dict(str(entry["keyid"]), body)
 
@@ -61,7 +61,7 @@ def init_repository(client: ApiClient, ws: Workspace, now: dt.datetime) -> Metad
     targets_key, os_key = ws.new_key("targets"), ws.new_key(OS_ROLE)
     root, targets, os_md = roles.initial(
         root_keys, ws.threshold, targets_key, os_key,
-        {role: _online_key(online[role]) for role in (Snapshot.type, Timestamp.type)}, now)
+        {role: online_key(online[role]) for role in (Snapshot.type, Timestamp.type)}, now)
     client.call("POST", "/v1/repository/init", {
         "root": root.to_bytes().decode(), "targets": targets.to_bytes().decode(),
         "delegated": {OS_ROLE: os_md.to_bytes().decode()}})
@@ -145,7 +145,7 @@ def rotate(client: ApiClient, ws: Workspace, role: str, now: dt.datetime) -> dic
     if role in (Snapshot.type, Timestamp.type):
         pending = client.call("POST", f"/v1/repository/online-keys/{role}/rotate")
         new_root = roles.rotate_root(root, old_roots, old_roots, ws.threshold, now,
-                                     {role: [_online_key(pending)]})
+                                     {role: [online_key(pending)]})
         upload_role(client, Root.type, new_root)
         write_atomic(ws.root_json, new_root.to_bytes())
         return {role: [pending["keyid"]]}

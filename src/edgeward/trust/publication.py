@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.serialization import DeserializationError
 from tuf.api.metadata import Metadata, Root, Signed, Snapshot, Targets, Timestamp
+from tuf.api.serialization import DeserializationError
 
 from edgeward.errors import InputError, ManifestError, RollbackError, SignatureError
 from edgeward.trust.targets import OS_PATHS, OS_ROLE, parse_os_target, tenant_paths

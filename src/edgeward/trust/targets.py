@@ -22,6 +22,7 @@ from typing import Any
 from edgeward.errors import ManifestError
 
 OS_ROLE = "os"
+TUF_ROOT = "etc/edgeward/tuf/root.json"  # the update client's trust anchor, in the rootfs
 CHANNELS = ("stable", "candidate", "beta", "edge")  # each channel also takes the ones before
 KINDS = ("kernel", "rootfs", "rootfs-delta")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")

@@ -1,7 +1,8 @@
 """Committing the slot booted on trial, as a passing health check does.
 
-Committing a release also burns the fused security version up to that
-release's: from then on nothing older can boot, on either slot.
+Committing a release also burns the fused counters up to that release's: the
+OS counter to the kernel bundle's security version, the firmware counter to
+BL2's; from then on nothing older can boot, on either slot.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ def commit_booted_slot(board: Board) -> Committed:
         raise StateError("only a slot that booted in this power cycle can be committed")
     slot = str(last["slot"])
     board.write_env(commit_env(env, slot))
-    release_svn = min(int(e["security_version"]) for e in last["events"])
-    burnt = release_svn > board.fuses().security_version
+    by_stage = {str(e["stage"]): int(e["security_version"]) for e in last["events"]}
+    fuses = board.fuses()
+    release_svn = by_stage["bl2"]  # the kernel bundle BL2 verified and measured
+    burnt = release_svn > fuses.os_security_version
     if burnt:
-        board.advance_security_version(release_svn)
+        board.advance_security_version(release_svn, "os_security_version")
+    if by_stage["rom"] > fuses.security_version:  # BL2's own (updated with the factory)
+        board.advance_security_version(by_stage["rom"])
+        burnt = True
     return Committed(slot, release_svn, burnt)

@@ -31,7 +31,7 @@ def stage_try(env: BootEnv, slot: str, boot_limit: int | None = None) -> BootEnv
     if slot == committed:
         raise StateError(f"slot {slot} holds the committed release; write the other slot")
     return replace(env, active=slot, try_boot=True, boot_count=0,
-                   boot_limit=boot_limit or env.boot_limit)
+                   boot_limit=boot_limit or env.boot_limit, last_fallback="")
 
 
 def commit(env: BootEnv, booted_slot: str) -> BootEnv:

@@ -69,7 +69,8 @@ def bl2(ctx: Context) -> None:
     if image is None:
         raise _refuse("bl2", f"kernel slot {env.active} is empty")
     try:
-        ctx.bundle = verify_kernel_bundle(image, ctx.bl2.kernel_keys, ctx.fuses.security_version)
+        ctx.bundle = verify_kernel_bundle(image, ctx.bl2.kernel_keys,
+                                          ctx.fuses.os_security_version)
     except Error as e:
         raise _refuse("bl2", f"slot {env.active}: {e.message}") from e
     if ctx.bundle.model != ctx.bl2.model:

@@ -1,0 +1,1 @@
+"""Gateway updates: TUF client, resumable downloads, A/B install, health check, rollback."""

@@ -1,0 +1,198 @@
+"""The update loop the agent runs: desired state in, an A/B update out, and its end.
+
+:meth:`OsUpdater.check` asks the server what this gateway should run; within
+the maintenance window (or when forced) it installs that release through TUF
+into the inactive slot, stages it and reboots. :meth:`OsUpdater.after_boot`
+runs at every agent start: a staged release that booted is health-checked and
+committed (burning the security version) or rolled back at once; one that did
+not boot within the boot limit was already abandoned by BL2, and is reported.
+OS updates never wait on, nor touch, app releases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edgeward.api_client import ApiClient
+from edgeward.board.base import Board
+from edgeward.board.bootenv import other
+from edgeward.device.boot.chain import last_boot
+from edgeward.device.boot.commit import commit_booted_slot
+from edgeward.device.updates import installer, state
+from edgeward.device.updates.client import TufClient
+from edgeward.errors import Error, SecurityError, Unreachable
+
+Reboot = Callable[[], None]
+Health = Callable[[], str | None]  # None if healthy, else why not
+
+
+@dataclass
+class Outcome:
+    action: str  # none | waiting | installed | committed | rolled-back | refused | failed
+    version: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"action": self.action, "version": self.version, "detail": self.detail}
+
+
+class OsUpdater:
+    def __init__(self, board: Board, server: str, api: Callable[[], ApiClient],
+                 tuf: Callable[[str], TufClient], reboot: Reboot, health: Health,
+                 say: Callable[[str], None] = lambda _: None) -> None:
+        self.board, self.server, self.api, self.tuf = board, server, api, tuf
+        self.reboot, self.health, self.say = reboot, health, say
+
+    # --- reporting --------------------------------------------------------------
+    def report(self, st: state.UpdateState, phase: str, version: str, progress: int = 0,
+               detail: str = "") -> None:
+        body = {"version": version, "phase": phase, "progress": progress,
+                "detail": detail[:500], "rollout_id": st.rollout_id}
+        st.queue(body)
+        self.flush(st)
+
+    def flush(self, st: state.UpdateState) -> None:
+        try:
+            with self.api() as api:
+                while st.pending:
+                    api.call("POST", "/v1/gateway/update", st.pending[0])
+                    st.pending = st.pending[1:]
+        except Unreachable:
+            pass  # kept for the next contact
+        except Error as e:  # refused by the server: drop it, say why
+            self.say(f"update report refused: {e.message}")
+            st.pending = st.pending[1:]
+        state.save(self.board, st)
+
+    # --- after a boot ------------------------------------------------------------
+    def after_boot(self) -> Outcome:
+        """Finish what the last boot left: a trial boot is health-checked and committed
+        or rolled back; a staged release that did not come up is reported."""
+        st = state.load(self.board)
+        boot = last_boot(self.board)
+        env = self.board.read_env()
+        if boot is None or env is None or boot.get("verdict") != "booted":
+            return Outcome("none")
+        booted = str(boot["slot"])
+        if env.try_boot and booted == env.active:  # on trial, whatever the agent remembers
+            if st.phase != "staged":
+                st.phase, st.slot = "staged", booted
+                st.version = str(dict(boot.get("versions", {})).get("rootfs", ""))
+            return self._trial(st, env, booted)
+        if st.phase == "staged":
+            if booted == st.slot:  # committed just before a power cut
+                return self._committed(st, f"slot {booted} committed")
+            if env.last_fallback:
+                return self._rolled_back(st, st.version, env.last_fallback)
+            # the try-boot never reached the boot environment (power cut): stage again
+            installer.verify_slot(self.board, st.slot)
+            installer.stage(self.board, st.slot)
+            self.reboot()
+            return self.after_boot()
+        if st.pending:
+            self.flush(st)
+        return Outcome("none")
+
+    def _trial(self, st: state.UpdateState, env: Any, booted: str) -> Outcome:
+        self.report(st, "health-check", st.version)
+        problem = self.health()
+        if problem is not None:
+            reason = f"health check failed: {problem}"
+            self.board.write_env(_fallback(env, booted, reason))
+            outcome = self._rolled_back(st, st.version, reason)
+            self.reboot()
+            return outcome
+        done = commit_booted_slot(self.board)
+        return self._committed(st, f"committed slot {done.slot}" + (
+            f"; fused security version now {done.security_version}" if done.burnt else ""))
+
+    def _committed(self, st: state.UpdateState, detail: str) -> Outcome:
+        version = st.version
+        st.reset()
+        self.report(st, "committed", version, 100, detail)
+        installer.clean(self.board)
+        self.say(f"update {version}: {detail}")
+        return Outcome("committed", version, detail)
+
+    def _rolled_back(self, st: state.UpdateState, version: str, reason: str) -> Outcome:
+        st.failed[version] = reason
+        st.reset()
+        self.report(st, "rolled-back", version, 0, reason)
+        installer.clean(self.board)
+        self.say(f"update {version} rolled back: {reason}")
+        return Outcome("rolled-back", version, reason)
+
+    # --- a check ---------------------------------------------------------------------
+    def check(self, force: bool = False) -> Outcome:
+        st = state.load(self.board)
+        if st.phase == "staged":
+            return self.after_boot()
+        if st.pending:
+            self.flush(st)
+        with self.api() as api:
+            desired: dict[str, Any] = api.call("GET", "/v1/gateway/desired")
+        target = desired.get("os")
+        boot = last_boot(self.board) or {}
+        current = dict(boot.get("versions", {})).get("rootfs", "")
+        if not target or target.get("version") == current:
+            return Outcome("none", current, "up to date")
+        version = str(target["version"])
+        if version in st.failed and not force:
+            return Outcome("none", version, f"skipped: failed here before ({st.failed[version]})")
+        if not force and not (desired.get("auto_update", True) and desired.get("window_open")):
+            return Outcome("waiting", version, f"outside the maintenance window "
+                                               f"{desired.get('window') or ''}".strip())
+        st.rollout_id = desired.get("rollout_id")
+        delta = target.get("delta") or {}
+        return self.install(st, version, delta.get("path"), str(boot.get("slot", "a")), current)
+
+    def install(self, st: state.UpdateState, version: str, delta_path: str | None,
+                booted_slot: str, current: str) -> Outcome:
+        if st.version != version:
+            installer.clean(self.board, keep=version)
+        st.phase, st.version, st.from_version = "downloading", version, current
+        state.save(self.board, st)
+        tuf = self.tuf(booted_slot)
+        try:
+            self.report(st, "checking", version)
+            release = installer.plan(tuf, self.board, version, delta_path)
+            st.security_version = release.security_version
+            kernel, rootfs, how = installer.fetch(
+                tuf, self.board, release, booted_slot,
+                lambda phase, pct: self.report(st, phase, version, pct))
+            env = self.board.read_env()
+            assert env is not None
+            slot = installer.write_and_verify(
+                self.board, env, kernel, rootfs,
+                lambda phase, pct: self.report(st, phase, version, pct))
+        except SecurityError as e:
+            st.failed[version] = e.message
+            st.reset()
+            self.report(st, "refused", version, 0, e.message)
+            installer.clean(self.board)
+            self.say(f"update {version} refused: {e.message}")
+            return Outcome("refused", version, e.message)
+        except Unreachable:
+            raise  # downloads resume at the next check
+        except Error as e:
+            st.reset()
+            self.report(st, "failed", version, 0, e.message)
+            return Outcome("failed", version, e.message)
+        finally:
+            tuf.close()
+        st.phase, st.slot = "staged", slot  # intent first: a power cut after it is handled
+        state.save(self.board, st)
+        installer.stage(self.board, slot)
+        self.report(st, "rebooting", version, 100, f"slot {slot} written ({how}); try-boot")
+        self.say(f"update {version}: slot {slot} written ({how}), rebooting")
+        self.reboot()
+        return self.after_boot()
+
+
+def _fallback(env: Any, booted: str, note: str) -> Any:
+    from dataclasses import replace
+
+    return replace(env, active=other(booted), try_boot=False, boot_count=0,
+                   last_fallback=note[:256])
