@@ -81,10 +81,20 @@ def bl2(ctx: Context) -> None:
                       ctx.bundle.security_version, ctx.bundle.signer))
 
 
+VERITY_ROOT = "/dev/dm-0"  # the initrd maps the verity device; only it may be root
+
+
 def kernel(ctx: Context) -> None:
-    """Kernel (initrd): verify the rootfs against the root hash the bundle signs."""
+    """Kernel (initrd): mount only the verity root, verified against the signed root hash."""
     assert ctx.bundle is not None
     slot, params = ctx.report.slot, ctx.bundle.rootfs
+    root = next((arg.partition("=")[2] for arg in ctx.bundle.cmdline.split()
+                 if arg.startswith("root=")), "")
+    if root != VERITY_ROOT:
+        # what a kernel does with a root it cannot mount: panic (and the watchdog resets)
+        raise _refuse("kernel", f"slot {slot}: VFS: unable to mount root fs on "
+                                f"{root or '(none)'}: only the verity root {VERITY_ROOT} "
+                                "is mounted")
     with ctx.board.reader(rootfs_partition(slot)) as source:
         if source is None:
             raise _refuse("kernel", f"rootfs slot {slot} is empty")

@@ -94,7 +94,7 @@ def _append(http: httpx.Client, url: str, part: Path, have: int, length: int,
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | (0 if have else os.O_TRUNC), 0o600)
         try:
             os.lseek(fd, have, os.SEEK_SET)
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_bytes():  # as received: a break loses nothing
                 have += len(chunk)
                 if have > length:
                     raise IntegrityError(f"{url} sends more than its signed {length} bytes: "

@@ -90,7 +90,7 @@ def _fetch(tuf: TufClient, target: TargetFile, dest: Path, progress: Progress,
 
     def step(done: int, total: int) -> None:
         percent = done * 100 // max(total, 1)
-        if percent >= last[0] + 10 or done == total:
+        if percent >= last[0] + 25 or done == total:
             last[0] = percent
             progress(phase, percent)
 
