@@ -1,10 +1,13 @@
-"""``edgeward demo``: the whole story so far, on three virtual gateways.
+"""``edgeward demo``: the whole story so far, on five virtual gateways.
 
-A factory is set up and the fleet server started (SQLite, on 127.0.0.1); three
+The fleet server starts (SQLite, on 127.0.0.1) and the platform initialises its
+TUF repository with offline keys; a factory is set up whose first release ships
+that TUF root, and the server is restarted trusting the factory's CA. Five
 gateways are provisioned and booted, and their agents enrol and attest; then
 one has a byte of its kernel bundle flipped (as someone with a screwdriver and
 a flash programmer would): its boot is refused and it can no longer attest.
-Finally an operator's view of the fleet is read back from the API.
+An operator's view of the fleet is read back from the API; then signed
+updates roll out over the healthy gateways (:mod:`edgeward.demo_updates`).
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeward import demo_updates
 from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.virtual import VirtualBoard
+from edgeward.demo_updates import UpdateStory
 from edgeward.device.boot.chain import boot
 from edgeward.errors import Error
 from edgeward.factory import station
 from edgeward.factory.provision import enrol, provision
 from edgeward.files import write_secret
+from edgeward.release import publish, workspace
 from edgeward.server.runner import Running, Settings
 
-SERIALS = ("gw-0001", "gw-0002", "gw-0003")
-TAMPERED = "gw-0003"
+SERIALS = ("gw-0001", "gw-0002", "gw-0003", "gw-0004", "gw-0005")
+TAMPERED = "gw-0005"
 
 
 @dataclass
@@ -51,6 +57,7 @@ class DemoResult:
     server: str = ""
     fleet: list[dict[str, object]] = field(default_factory=list)
     operator_token: Path | None = None
+    updates: UpdateStory | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,7 +65,8 @@ class DemoResult:
         return (all(g.first_boot == "booted" and g.attestation == "attested"
                     for g in self.gateways)
                 and len(refused) == 1 and refused[0].attestation_after.startswith("cannot")
-                and len(self.fleet) == len(self.gateways))
+                and len(self.fleet) == len(self.gateways)
+                and self.updates is not None and self.updates.ok)
 
 
 def flip_byte(path: Path, offset: int | None = None) -> int:
@@ -80,9 +88,18 @@ def run(directory: Path, say: Callable[[str], None],
     """Tell the story; ``hold`` (if given) runs while the server is still up."""
     now = dt.datetime.now(dt.UTC)
     result = DemoResult(directory)
-    say(f"factory: making OEM keys, CA and release 1.0.0 in {directory / 'factory'}")
+    with Running(Settings(directory / "server", None, "127.0.0.1", _free_port()), now) as first:
+        context = tls_context(str(directory / "server" / "tls" / "server-ca.pem"))
+        token = (directory / "server" / "admin-token").read_text().strip()
+        ws = workspace.create(directory / "release-keys", 3, 2, None)
+        with ApiClient(first.url, context, token) as admin:
+            publish.init_repository(admin, ws, now)
+        say(f"platform: TUF repository initialised on {first.url}: root signed by 2 of 3 "
+            f"offline keys in {ws.root / 'keys'}, snapshot/timestamp keys online")
+    say(f"factory: making OEM keys, CA and release 1.0.0 (shipping the TUF root) in "
+        f"{directory / 'factory'}")
     factory = station.init(directory / "factory", "ew-gw1", "Demo Gateways Inc.", "1.0.0", 1,
-                           None, now)
+                           None, now, ws.root_json.read_bytes())
     settings = Settings(directory / "server", None, "127.0.0.1", _free_port(),
                         (factory.root / "ca.pem",), (factory.release.known_good,))
     with Running(settings, now) as server:
@@ -114,6 +131,18 @@ def run(directory: Path, say: Callable[[str], None],
         result.fleet, token = _fleet_view(settings.data / "admin-token", server.url, server_ca)
         result.operator_token = directory / "operator-token"
         write_secret(result.operator_token, token.encode())
+        healthy = [directory / "gateways" / g.serial for g in result.gateways
+                   if g.after_tamper == "booted"]
+        context = tls_context(str(server_ca))
+        admin_token = (settings.data / "admin-token").read_text().strip()
+        with ApiClient(server.url, context, admin_token) as admin, \
+                ApiClient(server.url, context, token) as ops:
+            for g in result.gateways:
+                if g.after_tamper == "refused":  # it cannot attest: out of the fleet
+                    ops.call("POST", f"/v1/gateways/{g.serial}/revoke")
+                    say(f"{g.serial}: revoked by the tenant's operator (its boot is refused)")
+            result.updates = demo_updates.run(directory, server.url, server_ca, admin, ops,
+                                              factory, ws, healthy, say)
         if hold is not None:
             hold(result)
     return result

@@ -143,7 +143,10 @@ def test_wrong_passphrase_leaks_nothing(fleet: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", [
     [], ["factory"], ["factory", "init"], ["factory", "provision"], ["device"],
     ["device", "boot"], ["device", "attest"], ["device", "status"], ["device", "commit"],
-    ["attestation", "verify"], ["demo"],
+    ["attestation", "verify"], ["demo"], ["device", "update"], ["release"],
+    ["release", "init"], ["release", "os", "build"], ["release", "os", "publish"],
+    ["release", "promote"], ["release", "keys", "rotate"], ["release", "keys", "add-tenant"],
+    ["release", "status"],
 ])
 def test_every_command_has_help(command: list[str]) -> None:
     result = edgeward(*command, "--help")
@@ -156,18 +159,30 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
     by_serial = {g["serial"]: g for g in summary["gateways"]}
-    assert len(by_serial) == 3
+    assert len(by_serial) == 5
     assert all(g["first_boot"] == "booted" and g["attestation"] == "attested"
                for g in by_serial.values())
-    assert by_serial["gw-0003"]["after_tamper"] == "refused"
-    assert by_serial["gw-0003"]["refused_stage"] == "bl2"
-    assert by_serial["gw-0003"]["attestation_after"].startswith("cannot attest")
+    assert by_serial["gw-0005"]["after_tamper"] == "refused"
+    assert by_serial["gw-0005"]["refused_stage"] == "bl2"
+    assert by_serial["gw-0005"]["attestation_after"].startswith("cannot attest")
     assert by_serial["gw-0001"]["after_tamper"] == "booted"
     assert by_serial["gw-0001"]["attestation_after"] == "attested"
     assert summary["server"].startswith("https://127.0.0.1:")
     assert {g["serial"] for g in summary["fleet"]} == set(by_serial)
+    updates = summary["updates"]
+    healthy = {"gw-0001", "gw-0002", "gw-0003", "gw-0004"}
+    assert {s: o.split(":")[0] for s, o in updates["patch"]["outcomes"].items()} == {
+        s: "committed" for s in healthy}  # the security patch rolled out on its own
+    assert updates["patch"]["rollout"]["state"] == "finished"
+    assert updates["bad"]["outcomes"] == {"gw-0001": updates["bad"]["outcomes"]["gw-0001"]}
+    assert updates["bad"]["outcomes"]["gw-0001"].startswith("rolled-back: slot a was not "
+                                                            "committed after 3 boot(s)")
+    assert updates["bad"]["rollout"]["state"] == "halted"  # the lobby never saw it
+    assert all("downgrade refused" in o for o in updates["downgrade"]["outcomes"].values())
+    assert updates["versions"] == {s: "1.0.1" for s in healthy}
     human = edgeward("demo", "--dir", tmp_path / "again")
     assert "summary" in human.stdout and "refused" in human.stdout
+    assert "signed updates" in human.stdout and "rolled-back" in human.stdout
 
 
 def test_a_device_certificate_is_no_trust_anchor(fleet: Path, tmp_path: Path) -> None:

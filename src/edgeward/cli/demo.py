@@ -14,6 +14,7 @@ from rich.table import Table
 from edgeward.cli.common import json_option
 from edgeward.cli.output import console, emit_json, err_console
 from edgeward.demo import DemoResult, run
+from edgeward.demo_updates import UpdateStory
 from edgeward.errors import StateError
 
 
@@ -41,7 +42,8 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
     result = run(directory, say, hold if serve else None)
     if as_json:
         emit_json({"directory": str(directory), "ok": result.ok, "server": result.server,
-                   "gateways": [g.to_dict() for g in result.gateways], "fleet": result.fleet})
+                   "gateways": [g.to_dict() for g in result.gateways], "fleet": result.fleet,
+                   "updates": result.updates.to_dict() if result.updates else None})
     else:
         table = Table(title="edgeward demo: summary")
         for column in ("gateway", "first boot", "attestation", "boot after tamper",
@@ -62,8 +64,30 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
         console.print(f"{', '.join(silent)} went silent: without the identity key that only a "
                       "verified boot opens it cannot reach the server; its last attestation "
                       "goes stale")
+        if result.updates is not None:
+            _print_updates(result.updates)
         console.print(f"dashboard was at {result.server}/ (sign in with the token in "
                       f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
         console.print(f"files kept in {directory} (server data in {directory / 'server'})")
     if not result.ok:
         raise StateError("the demo did not go as it should: see the summary above")
+
+
+def _print_updates(story: UpdateStory) -> None:
+    table = Table(title="signed updates")
+    table.add_column("gateway")
+    for chapter in (story.patch, story.bad, story.downgrade):
+        table.add_column(chapter.version)
+    table.add_column("running")
+    colours = {"committed": "green", "rolled-back": "yellow", "refused": "red"}
+    for serial in sorted(story.versions):
+        cells = []
+        for chapter in (story.patch, story.bad, story.downgrade):
+            action = chapter.actions().get(serial, "not offered")
+            colour = colours.get(action)
+            cells.append(f"[{colour}]{action}[/]" if colour else action)
+        table.add_row(serial, *cells, story.versions[serial])
+    console.print(table)
+    console.print(f"rollout of {story.patch.version}: {story.patch.rollout.get('state')}; "
+                  f"of {story.bad.version}: {story.bad.rollout.get('state')} "
+                  f"({story.bad.rollout.get('halted_reason') or '-'})")

@@ -158,15 +158,24 @@ def agent(device: Path, server: str, server_ca: Path | None, interval: float, on
 @click.option("--server", required=True, help="Fleet server URL, e.g. https://fleet:8443.")
 @click.option("--now", "force", is_flag=True,
               help="Install now, outside the maintenance window (and retry a failed version).")
+@click.option("--version", "version",
+              help="Install this release, whatever the server's desired state (TUF and the "
+                   "fused security version still decide).")
 @json_option
-def update(device: Path, server: str, force: bool, as_json: bool) -> None:
+def update(device: Path, server: str, force: bool, version: str | None,
+           as_json: bool) -> None:
     """Check for an OS update once and apply it: download through TUF, write the inactive
     slot, verify, try-boot, health check, commit — or roll back. Exit 0 unless refused."""
     board = VirtualBoard.open(device)
     say = (lambda _: None) if as_json else (lambda m: err_console.print(f"update: {m}"))
     runner = Agent(board, AgentSettings(server), say)
     done = runner.updater().after_boot()
-    outcome = done if done.action != "none" else runner.updater().check(force)
+    if done.action != "none":
+        outcome = done
+    elif version is not None:
+        outcome = runner.updater().install_version(version)
+    else:
+        outcome = runner.updater().check(force)
     if as_json:
         emit_json(outcome.to_dict())
     else:

@@ -148,6 +148,17 @@ class OsUpdater:
         delta = target.get("delta") or {}
         return self.install(st, version, delta.get("path"), str(boot.get("slot", "a")), current)
 
+    def install_version(self, version: str) -> Outcome:
+        """Install ``version`` now, whatever the server's desired state (a field
+        technician's request, or a server gone bad): TUF and the fused counter still
+        decide whether it is taken."""
+        st = state.load(self.board)
+        boot = last_boot(self.board) or {}
+        current = str(dict(boot.get("versions", {})).get("rootfs", ""))
+        if version == current:
+            return Outcome("none", current, "already running")
+        return self.install(st, version, None, str(boot.get("slot", "a")), current)
+
     def install(self, st: state.UpdateState, version: str, delta_path: str | None,
                 booted_slot: str, current: str) -> Outcome:
         if st.version != version:
