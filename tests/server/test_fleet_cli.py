@@ -61,7 +61,7 @@ def test_agent_enrols_attests_and_operators_see_it(setup: Setup) -> None:
     for serial in ("gw-1", "gw-2"):
         state = json.loads(setup.agent(serial, "--once", "--json").stdout)
         assert state == {"enrolled": True, "attestation": "attested", "heartbeats": 1,
-                         "last_error": None}
+                         "last_error": None, "updates": []}
     admin_token = setup.server.settings.data / "admin-token"
     setup.run("fleet", "login", "--server", setup.server.url, "--ca", setup.ca,
               "--token-file", admin_token)
