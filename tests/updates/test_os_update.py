@@ -4,11 +4,16 @@ gateway through TUF and commits, or rolls back on its own and says why."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
+
+from tuf.api.metadata import TargetFile
 
 from edgeward.device.agent import Agent, AgentSettings
 from edgeward.device.boot.chain import last_boot
+from edgeward.release import publish, roles
 from edgeward.server.runner import Running
+from edgeward.trust.publication import HASH
 from tests.updates.conftest import World
 
 
@@ -146,9 +151,29 @@ def test_promotion_moves_a_release_to_stable(world: World) -> None:
     agent = world.gateway("gw-1")
     world.publish(world.build("1.1.0", 2), "candidate")
     assert agent.check_updates().action == "none"  # default policy follows stable
-    from edgeward.release import publish
-
     with world.admin() as client:
         publish.promote(client, world.ws, "ew-gw1", "1.1.0", "stable",
                         dt.datetime.now(dt.UTC))
     assert agent.check_updates().action == "committed"
+
+
+def test_os_patching_neither_waits_on_nor_touches_app_releases(world: World) -> None:
+    """A tenant's app release in the repository changes nothing of the OS stream."""
+    agent = world.gateway("gw-1")
+    now = dt.datetime.now(dt.UTC)
+    app = world.tmp / "minibar.squashfs"
+    app.write_bytes(b"minibar app 2.0 " * 1000)
+    with world.admin() as client:
+        publish.add_tenant(client, world.ws, "acme", None, now)
+        target = publish.upload_file(client, app)
+        target.path = "apps/acme/minibar/2.0/minibar.squashfs"
+        role = publish.fetch(client, "apps-acme")
+        md = roles.add_targets(role, {target.path: (target, None)},
+                               world.ws.key("apps-acme"), now)
+        publish.upload_role(client, "apps-acme", md)
+    assert isinstance(target, TargetFile)
+    assert target.hashes[HASH] == hashlib.sha384(app.read_bytes()).hexdigest()
+    world.publish(world.build("1.1.0", 2))
+    assert agent.check_updates().action == "committed"
+    downloaded = list((world.boards["gw-1"].data_dir / "edgeward").rglob("*minibar*"))
+    assert downloaded == []  # the OS update fetched no app, and no app gated it
