@@ -19,6 +19,7 @@ from timestamp -> snapshot -> roles, as a client would.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import os
@@ -26,7 +27,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
 from tuf.repository import Repository as TufRepository
@@ -302,17 +303,25 @@ class ServerRepository(TufRepository):
                 pass
             return False
         tmp = self.blob_dir / f".upload-{digest}-{os.getpid()}-{threading.get_ident()}"
-        hasher, size = hashlib.sha384(), 0
+        hasher, size, pending = hashlib.sha384(), 0, bytearray()
+
+        def flush(out: BinaryIO, block: bytes) -> None:
+            hasher.update(block)
+            out.write(block)
+
         try:
             with tmp.open("wb") as out:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > length:
                         raise InputError(f"upload is longer than its {length} bytes")
-                    hasher.update(chunk)
-                    out.write(chunk)
+                    pending += chunk
+                    if len(pending) >= 1 << 20:  # hash and write off the event loop
+                        await asyncio.to_thread(flush, out, bytes(pending))
+                        pending.clear()
+                await asyncio.to_thread(flush, out, bytes(pending))
                 out.flush()
-                os.fsync(out.fileno())
+                await asyncio.to_thread(os.fsync, out.fileno())
             if size != length:
                 raise InputError(f"upload ended after {size} of {length} bytes")
             if hasher.hexdigest() != digest:
