@@ -11,6 +11,8 @@ import datetime as dt
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -81,6 +83,8 @@ class Gateway(Base):
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     boot_id: Mapped[str] = mapped_column(String(32), default="")
     previous_boot_id: Mapped[str] = mapped_column(String(32), default="")
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gateway_groups.id", ondelete="SET NULL"), index=True)
 
 
 class AuditEvent(Base):
@@ -121,3 +125,103 @@ class Alert(Base):
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class GatewayGroup(Base):
+    """A tenant's update policy for some of its gateways (none: stable, any time, auto)."""
+
+    __tablename__ = "gateway_groups"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16), default="stable")
+    pinned_version: Mapped[str | None] = mapped_column(String(64))
+    window: Mapped[str] = mapped_column(String(16), default="")  # "" or "HH:MM-HH:MM" UTC
+    auto_update: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class OsRelease(Base):
+    """An OS release as the signed ``os`` TUF role lists it (kept when yanked: history)."""
+
+    __tablename__ = "os_releases"
+    __table_args__ = (UniqueConstraint("model", "version"),
+                      Index("ix_os_releases_model_seq", "model", "seq"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    security_version: Mapped[int] = mapped_column(Integer)
+    kernel_target: Mapped[str] = mapped_column(String(255))
+    kernel_sha384: Mapped[str] = mapped_column(String(96))
+    kernel_length: Mapped[int] = mapped_column(BigInteger)
+    rootfs_target: Mapped[str] = mapped_column(String(255))
+    rootfs_sha384: Mapped[str] = mapped_column(String(96))
+    rootfs_length: Mapped[int] = mapped_column(BigInteger)
+    delta_target: Mapped[str | None] = mapped_column(String(255))
+    delta_sha384: Mapped[str | None] = mapped_column(String(96))
+    delta_length: Mapped[int | None] = mapped_column(BigInteger)
+    delta_base_version: Mapped[str | None] = mapped_column(String(64))
+    delta_base_sha384: Mapped[str | None] = mapped_column(String(96))
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)  # publish order
+    yanked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Rollout(Base):
+    """A release offered stage by stage; advances on success, halts on failures."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_model_version", "model", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    stages: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    error_threshold: Mapped[int] = mapped_column(Integer, default=20)
+    success_threshold: Mapped[int] = mapped_column(Integer, default=100)
+    min_stage_minutes: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    current_stage: Mapped[int] = mapped_column(Integer, default=0)
+    stage_started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True),
+                                                          default=_now)
+    halted_reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class GatewayUpdate(Base):
+    """Where a gateway is in its OS update, as it last reported (one row per gateway)."""
+
+    __tablename__ = "gateway_updates"
+
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    rollout_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="SET NULL"))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class UpdateEvent(Base):
+    """Append-only history of update phases, for the dashboard and rollout tallies."""
+
+    __tablename__ = "update_events"
+    __table_args__ = (Index("ix_update_events_gateway_at", "gateway_id", "at"),
+                      Index("ix_update_events_version_phase", "version", "phase"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    version: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    rollout_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="SET NULL"))
