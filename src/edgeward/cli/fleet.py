@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import click
 from rich.table import Table
@@ -190,3 +191,125 @@ def tokens_issue(user: str, tenant: str | None, as_json: bool) -> None:
 def tokens_revoke(prefix: str) -> None:
     _call("DELETE", f"/v1/tokens/{prefix}")
     console.print(f"token {prefix}… revoked")
+
+
+@fleet.group()
+def groups() -> None:
+    """Gateway groups: update channel, pinned version, window, automatic or not."""
+
+
+GROUP_COLUMNS = ["name", "channel", "pinned_version", "window", "auto_update", "gateways"]
+TENANT_HELP = "(Platform admin) another tenant's groups."
+
+
+def _with_tenant(path: str, tenant: str | None) -> str:
+    return f"{path}?{urlencode({'tenant': tenant})}" if tenant else path
+
+
+def _show_group(g: dict[str, Any]) -> None:
+    console.print(f"group {g['ref']}: channel {g['channel']}, "
+                  f"{'pinned to ' + g['pinned_version'] if g['pinned_version'] else 'not pinned'}"
+                  f", window {g['window'] or 'any time'}, "
+                  f"{'automatic' if g['auto_update'] else 'manual'}")
+
+
+@groups.command("list")
+@click.option("--tenant", help=TENANT_HELP)
+@json_option
+def groups_list(tenant: str | None, as_json: bool) -> None:
+    _report(_call("GET", _with_tenant("/v1/groups", tenant)), as_json,
+            lambda rows: _table("groups", rows, GROUP_COLUMNS))
+
+
+@groups.command("create")
+@click.argument("name")
+@click.option("--channel", type=click.Choice(["stable", "candidate", "beta", "edge"]),
+              default="stable", show_default=True)
+@click.option("--pin", "pinned_version", help="Stay on this release version.")
+@click.option("--window", default="", help="Update window HH:MM-HH:MM (UTC); default any time.")
+@click.option("--manual", is_flag=True, help="Do not install updates automatically.")
+@click.option("--tenant", help=TENANT_HELP)
+@json_option
+def groups_create(name: str, channel: str, pinned_version: str | None, window: str,
+                  manual: bool, tenant: str | None, as_json: bool) -> None:
+    body: dict[str, Any] = {"name": name, "channel": channel, "window": window,
+                            "auto_update": not manual, "pinned_version": pinned_version}
+    if tenant:
+        body["tenant"] = tenant
+    _report(_call("POST", "/v1/groups", body), as_json, _show_group)
+
+
+@groups.command("set")
+@click.argument("name")
+@click.option("--channel", type=click.Choice(["stable", "candidate", "beta", "edge"]))
+@click.option("--pin", "pinned_version", help="Stay on this release version.")
+@click.option("--unpin", is_flag=True, help="Follow the channel again.")
+@click.option("--window", help="Update window HH:MM-HH:MM (UTC); '' for any time.")
+@click.option("--auto/--manual", "auto_update", default=None,
+              help="Install updates automatically, or not.")
+@click.option("--tenant", help=TENANT_HELP)
+@json_option
+def groups_set(name: str, channel: str | None, pinned_version: str | None, unpin: bool,
+               window: str | None, auto_update: bool | None, tenant: str | None,
+               as_json: bool) -> None:
+    """Change some settings of a group (the others stay)."""
+    if unpin and pinned_version:
+        raise InputError("give --pin or --unpin, not both")
+    body: dict[str, Any] = {k: v for k, v in (("channel", channel), ("window", window),
+                                              ("auto_update", auto_update),
+                                              ("pinned_version", pinned_version),
+                                              ("tenant", tenant)) if v is not None}
+    if unpin:
+        body["pinned_version"] = None
+    _report(_call("PATCH", f"/v1/groups/{quote(name, safe='')}", body), as_json,
+            _show_group)
+
+
+@groups.command("assign")
+@click.argument("name")
+@click.argument("serials", nargs=-1, required=True)
+@click.option("--tenant", help=TENANT_HELP)
+def groups_assign(name: str, serials: tuple[str, ...], tenant: str | None) -> None:
+    """Put gateways into group NAME (out of any other)."""
+    for serial in serials:
+        body: dict[str, Any] = {"serial": serial, **({"tenant": tenant} if tenant else {})}
+        _call("POST", f"/v1/groups/{quote(name, safe='')}/gateways", body)
+        console.print(f"{serial} is in group {name}")
+
+
+@groups.command("remove")
+@click.argument("name")
+@click.argument("serials", nargs=-1, required=True)
+@click.option("--tenant", help=TENANT_HELP)
+def groups_remove(name: str, serials: tuple[str, ...], tenant: str | None) -> None:
+    """Take gateways out of group NAME (back to the default policy)."""
+    for serial in serials:
+        _call("DELETE", _with_tenant(
+            f"/v1/groups/{quote(name, safe='')}/gateways/{quote(serial, safe='')}", tenant))
+        console.print(f"{serial} left group {name}")
+
+
+@groups.command("delete")
+@click.argument("name")
+@click.option("--tenant", help=TENANT_HELP)
+def groups_delete(name: str, tenant: str | None) -> None:
+    """Delete a group; its gateways follow the default policy."""
+    _call("DELETE", _with_tenant(f"/v1/groups/{quote(name, safe='')}", tenant))
+    console.print(f"group {name} deleted")
+
+
+@fleet.command()
+@click.option("--model", help="Only this gateway model.")
+@click.option("--channel", type=click.Choice(["stable", "candidate", "beta", "edge"]),
+              help="What a gateway following this channel may take.")
+@click.option("--yanked", is_flag=True, help="Include releases no longer signed.")
+@json_option
+def releases(model: str | None, channel: str | None, yanked: bool, as_json: bool) -> None:
+    """Published OS releases, newest first."""
+    query = urlencode({k: v for k, v in (("model", model), ("channel", channel),
+                                         ("yanked", "true" if yanked else None)) if v})
+    rows = _call("GET", "/v1/releases" + (f"?{query}" if query else ""))
+    _report(rows, as_json, lambda found: _table("releases", [
+        {**r, "kernel": r["kernel"]["path"], "delta": "yes" if r["delta"] else "-"}
+        for r in found], ["model", "version", "channel", "security_version", "seq",
+                          "published_at", "yanked_at", "delta"]))
