@@ -1,4 +1,5 @@
-"""Dashboard pages: sign-in with an API token, fleet overview, a gateway, alerts, audit.
+"""Dashboard pages: sign-in with an API token, fleet overview, a gateway, alerts, audit,
+OS updates (releases per channel, rollouts stage by stage, pause/resume/abort).
 
 The session cookie holds the operator's API token (HttpOnly, Secure,
 SameSite=Strict): the pages authenticate and authorize through the same
@@ -11,18 +12,27 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
-from edgeward.errors import AuthenticationError, NotFound, PermissionDenied
+from edgeward.errors import AuthenticationError, NotFound, PermissionDenied, StateError
 from edgeward.server.api.models import Serial
 from edgeward.server.app_errors import status_of
-from edgeward.server.services import alerts, audit, registry, tokens
+from edgeward.server.services import (
+    alerts,
+    audit,
+    registry,
+    releases,
+    rollouts,
+    tokens,
+    updates,
+)
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.state import state_of
 
@@ -122,7 +132,9 @@ def gateway(serial: Serial, request: Request) -> Response:
         events = [e for e in audit.events(session, who, 1000) if e.target == serial]
         return {"gateway": registry.describe(found, now),
                 "events": [{"at": registry.iso(e.at), "actor": e.actor, "action": e.action}
-                           for e in events]}
+                           for e in events],
+                "update": updates.current(session, found),
+                "update_events": updates.events(session, found, 10)}
 
     return _render(request, Action.GATEWAY_READ, "gateway.html", f"Gateway {serial}", build)
 
@@ -143,3 +155,37 @@ def alerts_page(request: Request) -> Response:
                             "detail": a.detail} for a, serial in alerts.visible(session, who)]}
 
     return _render(request, Action.ALERT_READ, "alerts.html", "Alerts", build)
+
+
+@router.get("/updates")
+def updates_page(request: Request) -> Response:
+    def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
+        published = [releases.describe(r) for r in releases.listed(session, who)]
+        return {"channels": [(c, [r for r in published if r["channel"] == c])
+                             for c in releases.CHANNELS],
+                "rollouts": [rollouts.describe(snap, who)
+                             for snap in rollouts.visible(session, who, now, limit=20)],
+                "manage": Action.ROLLOUT_MANAGE in who.allowed()}
+
+    return _render(request, Action.RELEASE_READ, "updates.html", "Updates", build)
+
+
+@router.post("/rollouts/{rollout_id}/{action}")
+def rollout_action(rollout_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                   action: Literal["pause", "resume", "abort"], request: Request) -> Response:
+    """A pause, resume or abort button: same-site form, the session cookie's principal."""
+    if not _same_origin(request):
+        return page("base.html", status=403, who=None,
+                    title="refused: the form was posted from another site")
+    state = state_of(request)
+    who: Principal | None = None
+    try:
+        with state.db.transaction() as session:
+            who = tokens.authenticate(session, request.cookies.get(COOKIE), state.clock())
+            rollouts.act(session, who, rollout_id, action, state.clock())
+    except AuthenticationError:
+        return RedirectResponse("/login", status_code=303, headers=HEADERS)
+    except (PermissionDenied, NotFound, StateError) as e:
+        return page("base.html", status=status_of(e), title=e.message, who=who)
+    return RedirectResponse(f"/updates#rollout-{rollout_id}", status_code=303,
+                            headers=HEADERS)
