@@ -1,4 +1,4 @@
-"""The update world the OS-update benchmarks share (as tests/updates/conftest.py makes it).
+"""The update world bench/update_install.py runs in (made as tests/updates/conftest.py makes it).
 
 A fleet server on 127.0.0.1 with an initialised TUF repository, a release
 workspace of offline keys, a factory whose first release ships that TUF root,
