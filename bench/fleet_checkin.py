@@ -73,6 +73,7 @@ def mint(factory: station.Factory, out: Path, count: int, now: dt.datetime) -> l
             "manufacturer": factory.manufacturer, "certificate_sha384": certs.fingerprint(cert),
             "fuse_hash": hashlib.sha384(b"fuses:" + serial.encode()).hexdigest(),
             "root_key_hash": hashlib.sha384(b"root-key").hexdigest(), "security_version": 1,
+            "os_security_version": 1,
             "release": BEAT["versions"], "provisioned_at": now.isoformat(),
         }
         cert_file, key_file = out / f"{serial}.pem", out / f"{serial}.key"

@@ -90,18 +90,16 @@ def run(directory: Path, url: str, server_ca: Path, admin: ApiClient, ops: ApiCl
     root = read_file(ws.root_json, "TUF root")
     builds = directory / "builds"
 
-    def release(version: str, svn: int, chapter: str, **kw: Any) -> osbuild.Build:
+    def release(version: str, svn: int, chapter: str, **kw: Any) -> int:
+        """Build, publish to stable with a canary-first rollout; the rollout's id."""
         built = osbuild.build(builds / version, version, svn, factory.model, kernel_key, root,
                               **kw)
-        published = publish.publish_os(admin, ws, built, "stable", dt.datetime.now(dt.UTC))
+        published = publish.publish_os(admin, ws, built, "stable", dt.datetime.now(dt.UTC),
+                                       stages=[f"{TENANT}/canary", "100%"])
         sizes = ", ".join(f"{p.rsplit('/', 1)[1]} {n} B" for p, n in published.targets.items())
         say(f"{chapter}: published {version} (security version {svn}) to stable: {sizes}")
-        return built
-
-    def rollout(version: str) -> int:
-        made = admin.call("POST", "/v1/rollouts", {
-            "model": factory.model, "version": version, "error_threshold": 20,
-            "stages": [{"groups": [f"{TENANT}/canary"]}, {"percent": 100}]})
+        found = admin.call("GET", "/v1/rollouts")
+        made = next(r for r in found if r["version"] == version)
         say(f"rollout {made['id']} of {version}: canary first, then everyone")
         return int(made["id"])
 
@@ -127,13 +125,11 @@ def run(directory: Path, url: str, server_ca: Path, admin: ApiClient, ops: ApiCl
                 break
 
     patch = Chapter("1.0.1")
-    release("1.0.1", 2, "security patch", base=factory.release.directory,
-            files={"usr/lib/edgeward/openssl-fix": b"CVE-2026-0001 fixed\n"})
-    rounds(patch, rollout("1.0.1"))
+    rounds(patch, release("1.0.1", 2, "security patch", base=factory.release.directory,
+                          files={"usr/lib/edgeward/openssl-fix": b"CVE-2026-0001 fixed\n"}))
     bad = Chapter("1.0.2")
-    release("1.0.2", 2, "bad release", base=builds / "1.0.1",
-            cmdline="root=/dev/mmcblk0p9 ro quiet")
-    rounds(bad, rollout("1.0.2"))
+    rounds(bad, release("1.0.2", 2, "bad release", base=builds / "1.0.1",
+                        cmdline="root=/dev/mmcblk0p9 ro quiet"))
     downgrade = Chapter("0.9.0")
     release("0.9.0", 1, "old release")
     rounds(downgrade, None)

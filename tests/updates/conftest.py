@@ -59,10 +59,12 @@ class World:
                              self.kernel_key(), self.ws.root_json.read_bytes(), base,
                              **kw)  # type: ignore[arg-type]
 
-    def publish(self, build: osbuild.Build, channel: str = "stable") -> publish.Published:
+    def publish(self, build: osbuild.Build, channel: str = "stable",
+                stages: list[str] | None = None) -> publish.Published:
+        """Publish to ``channel``; its rollout is one 100% stage unless ``stages`` says."""
         with self.admin() as client:
             return publish.publish_os(client, self.ws, build, channel,
-                                      dt.datetime.now(dt.UTC))
+                                      dt.datetime.now(dt.UTC), stages=stages or ["100%"])
 
     def gateway(self, serial: str) -> Agent:
         """Provision, boot, enrol and attest a gateway; return its agent."""

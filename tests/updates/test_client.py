@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tuf.api import exceptions as tuf_errors
 
 from edgeward.board.virtual import VirtualBoard
 from edgeward.device.updates.client import refused, shipped_root
+from edgeward.device.updates.delta import affordable
 from edgeward.errors import (
     IntegrityError,
     RollbackError,
@@ -44,3 +47,15 @@ def test_tuf_failures_say_what_was_refused(error: Exception, kind: type, words: 
     mapped = refused(error, "TUF refresh")
     assert isinstance(mapped, kind)
     assert words in mapped.message and mapped.message.startswith("TUF refresh")
+
+
+def test_a_delta_is_taken_only_if_its_base_fits_in_memory(tmp_path: Path) -> None:
+    base = tmp_path / "rootfs.img"
+    base.write_bytes(bytes(4 << 20))
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 1000000 kB\nMemAvailable:    5000 kB\n")
+    assert not affordable(base, meminfo)  # 4 MiB base, 5 MB free: full image instead
+    meminfo.write_text("MemAvailable:  100000 kB\n")
+    assert affordable(base, meminfo)
+    meminfo.write_text("garbage\n")
+    assert not affordable(base, meminfo)

@@ -13,6 +13,7 @@ from edgeward.cli.device import device
 from edgeward.cli.factory import factory
 from edgeward.cli.fleet import fleet
 from edgeward.cli.release import release
+from edgeward.cli.rollout import rollout
 from edgeward.cli.server import server
 from edgeward.errors import Error
 
@@ -34,6 +35,7 @@ cli.add_command(demo)
 cli.add_command(server)
 cli.add_command(fleet)
 cli.add_command(release)
+release.add_command(rollout)
 
 
 def main(argv: list[str] | None = None) -> None:

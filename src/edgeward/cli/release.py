@@ -117,11 +117,16 @@ def build(factory_dir: Path, keys_dir: Path, version: str, security_version: int
 @click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
 @workspace_option
 @click.option("--channel", type=click.Choice(CHANNELS), default="edge", show_default=True)
+@click.option("--stage", "stages", multiple=True, metavar="N%|TENANT/GROUP[,…]",
+              help="Rollout stages, in order (repeatable; default 10%, 50%, 100%).")
+@click.option("--error-threshold", default=20, show_default=True, type=click.IntRange(0, 100),
+              help="Halt the rollout when more than this percent of a stage fails.")
 @passphrase_option
 @json_option
-def publish_cmd(build_dir: Path, keys_dir: Path, channel: str, passphrase_file: Path | None,
-                as_json: bool) -> None:
-    """Upload a build and sign it into the os role (offline key), on a channel."""
+def publish_cmd(build_dir: Path, keys_dir: Path, channel: str, stages: tuple[str, ...],
+                error_threshold: int, passphrase_file: Path | None, as_json: bool) -> None:
+    """Upload a build, sign it into the os role (offline key) on a channel, and start its
+    staged rollout: it reaches gateways stage by stage, halting on failures."""
     ws = workspace.open_workspace(keys_dir, read_passphrase(passphrase_file))
     build_ = osbuild.Build(build_dir)
     total = sum(p.stat().st_size for p in (build_.kernel, build_.rootfs, build_.delta())
@@ -133,7 +138,8 @@ def publish_cmd(build_dir: Path, keys_dir: Path, channel: str, passphrase_file: 
             sent[0] += n
             bar(sent[0], total)
 
-        done = publish.publish_os(client, ws, build_, channel, now(), step)
+        done = publish.publish_os(client, ws, build_, channel, now(), step,
+                                  list(stages) or None, error_threshold)
     if as_json:
         emit_json({"model": done.model, "version": done.version, "channel": done.channel,
                    "security_version": done.security_version, "targets": done.targets,

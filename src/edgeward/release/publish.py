@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from tuf.api.metadata import Key, Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
@@ -39,8 +40,12 @@ def fetch(client: ApiClient, role: str) -> Metadata[Any]:
     return publication.parse(client.get_bytes(f"/v1/repository/metadata/{role}"), role)
 
 
-def upload_role(client: ApiClient, role: str, md: Metadata[Any]) -> int:
-    return int(client.put_bytes(f"/v1/repository/metadata/{role}", md.to_bytes())["version"])
+def upload_role(client: ApiClient, role: str, md: Metadata[Any],
+                query: list[tuple[str, str]] | None = None) -> int:
+    path = f"/v1/repository/metadata/{role}"
+    if query:
+        path += "?" + urlencode(query)
+    return int(client.put_bytes(path, md.to_bytes())["version"])
 
 
 def upload_file(client: ApiClient, path: Path, progress: Progress | None = None
@@ -80,7 +85,10 @@ class Published:
 
 
 def publish_os(client: ApiClient, ws: Workspace, build: Build, channel: str,
-               now: dt.datetime, progress: Progress | None = None) -> Published:
+               now: dt.datetime, progress: Progress | None = None,
+               stages: list[str] | None = None, error_threshold: int = 20) -> Published:
+    """Upload a build and sign it into the os role; the server starts its rollout in the
+    same step (``stages`` such as ``["10%", "acme/lobby", "100%"]``; default staged)."""
     info = build.info()
     model, version, svn = str(info["model"]), str(info["version"]), int(info["security_version"])
     current: Metadata[Targets] = fetch(client, OS_ROLE)
@@ -103,7 +111,8 @@ def publish_os(client: ApiClient, ws: Workspace, build: Build, channel: str,
     for path, (target, _) in files.items():
         target.path = path
     md = roles.add_targets(current, files, ws.key(OS_ROLE), now)
-    version_no = upload_role(client, OS_ROLE, md)
+    query = [("stage", s) for s in stages or []] + [("error_threshold", str(error_threshold))]
+    version_no = upload_role(client, OS_ROLE, md, query)
     return Published(model, version, channel, svn,
                      {p: t.length for p, (t, _) in files.items()}, version_no)
 

@@ -27,8 +27,19 @@ def commit_booted_slot(board: Board) -> Committed:
     env = board.read_env()
     if last is None or last["verdict"] != "booted" or env is None:
         raise StateError("only a slot that booted in this power cycle can be committed")
+    board.write_env(commit_env(env, str(last["slot"])))
+    return burn_counters(board)
+
+
+def burn_counters(board: Board) -> Committed:
+    """Burn the counters up to the committed release that booted: right after its
+    commit, and again at the next start if the power failed between the two."""
+    last = last_boot(board)
+    env = board.read_env()
+    if (last is None or last["verdict"] != "booted" or env is None or env.try_boot
+            or env.active != last["slot"]):
+        raise StateError("only the committed slot that booted burns the counters")
     slot = str(last["slot"])
-    board.write_env(commit_env(env, slot))
     by_stage = {str(e["stage"]): int(e["security_version"]) for e in last["events"]}
     fuses = board.fuses()
     release_svn = by_stage["bl2"]  # the kernel bundle BL2 verified and measured

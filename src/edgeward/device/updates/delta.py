@@ -20,6 +20,19 @@ def sha384_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def affordable(base: Path, meminfo: Path = Path("/proc/meminfo")) -> bool:
+    """Whether zstd can hold the base as its dictionary: its memory grows with the
+    image (about twice the base), unlike the full-image path. If not, take the full
+    image instead."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return base.stat().st_size * 2 < int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
+
+
 def apply(base: Path, delta: Path, out: Path) -> None:
     tool = shutil.which("zstd")
     if tool is None:

@@ -114,7 +114,8 @@ def fetch(tuf: TufClient, board: Board, release: Plan, booted_slot: str,
     how = "full image"
     if not rootfs.exists() and release.delta is not None and release.delta_info is not None:
         base = board.partition_path(rootfs_partition(booted_slot))
-        if base.exists() and deltas.sha384_file(base) == release.delta_info.base_sha384:
+        if (base.exists() and deltas.affordable(base)
+                and deltas.sha384_file(base) == release.delta_info.base_sha384):
             try:
                 patch = _fetch(tuf, release.delta, folder / "rootfs.delta.zst", progress)
                 rebuilt = folder / "rootfs.img.rebuilt"

@@ -29,6 +29,7 @@ class UpdateState:
     security_version: int = 0
     rollout_id: int | None = None
     from_version: str = ""
+    restaged: bool = False
     failed: dict[str, str] = field(default_factory=dict)
     pending: list[dict[str, Any]] = field(default_factory=list)
 
@@ -38,6 +39,7 @@ class UpdateState:
     def reset(self) -> None:
         self.phase, self.version, self.slot = "idle", "", ""
         self.security_version, self.rollout_id, self.from_version = 0, None, ""
+        self.restaged = False
 
 
 def work_dir(board: Board) -> Path:

@@ -11,15 +11,16 @@ OS updates never wait on, nor touch, app releases.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edgeward.api_client import ApiClient
 from edgeward.board.base import Board
 from edgeward.board.bootenv import other
 from edgeward.device.boot.chain import last_boot
-from edgeward.device.boot.commit import commit_booted_slot
+from edgeward.device.boot.commit import burn_counters, commit_booted_slot
 from edgeward.device.updates import installer, state
 from edgeward.device.updates.client import TufClient
 from edgeward.errors import Error, SecurityError, Unreachable
@@ -44,6 +45,7 @@ class OsUpdater:
                  say: Callable[[str], None] = lambda _: None) -> None:
         self.board, self.server, self.api, self.tuf = board, server, api, tuf
         self.reboot, self.health, self.say = reboot, health, say
+        self._session: ApiClient | None = None  # one connection for an install's reports
 
     # --- reporting --------------------------------------------------------------
     def report(self, st: state.UpdateState, phase: str, version: str, progress: int = 0,
@@ -55,7 +57,8 @@ class OsUpdater:
 
     def flush(self, st: state.UpdateState) -> None:
         try:
-            with self.api() as api:
+            with contextlib.ExitStack() as stack:
+                api = self._session or stack.enter_context(self.api())
                 while st.pending:
                     api.call("POST", "/v1/gateway/update", st.pending[0])
                     st.pending = st.pending[1:]
@@ -82,12 +85,20 @@ class OsUpdater:
                 st.version = str(dict(boot.get("versions", {})).get("rootfs", ""))
             return self._trial(st, env, booted)
         if st.phase == "staged":
-            if booted == st.slot:  # committed just before a power cut
-                return self._committed(st, f"slot {booted} committed")
+            if booted == st.slot:  # committed just before a power cut: burn if not yet
+                done = burn_counters(self.board)
+                return self._committed(st, f"slot {booted} committed" + (
+                    f"; fused security version now {done.security_version}"
+                    if done.burnt else ""))
             if env.last_fallback:
                 return self._rolled_back(st, st.version, env.last_fallback)
+            if st.restaged:  # staged twice and still not tried: give up, say so
+                return self._rolled_back(st, st.version, f"slot {st.slot} was staged but "
+                                         "never tried (the boot environment did not take it)")
             # the try-boot never reached the boot environment (power cut): stage again
             installer.verify_slot(self.board, st.slot)
+            st.restaged = True
+            state.save(self.board, st)
             installer.stage(self.board, st.slot)
             self.reboot()
             return self.after_boot()
@@ -110,17 +121,17 @@ class OsUpdater:
 
     def _committed(self, st: state.UpdateState, detail: str) -> Outcome:
         version = st.version
+        installer.clean(self.board)  # before the outcome is saved: a power cut repeats it
         st.reset()
         self.report(st, "committed", version, 100, detail)
-        installer.clean(self.board)
         self.say(f"update {version}: {detail}")
         return Outcome("committed", version, detail)
 
     def _rolled_back(self, st: state.UpdateState, version: str, reason: str) -> Outcome:
+        installer.clean(self.board)  # before the outcome is saved: a power cut repeats it
         st.failed[version] = reason
         st.reset()
         self.report(st, "rolled-back", version, 0, reason)
-        installer.clean(self.board)
         self.say(f"update {version} rolled back: {reason}")
         return Outcome("rolled-back", version, reason)
 
@@ -165,6 +176,15 @@ class OsUpdater:
             installer.clean(self.board, keep=version)
         st.phase, st.version, st.from_version = "downloading", version, current
         state.save(self.board, st)
+        with self.api() as session:
+            self._session = session
+            try:
+                return self._install(st, version, delta_path, booted_slot)
+            finally:
+                self._session = None
+
+    def _install(self, st: state.UpdateState, version: str, delta_path: str | None,
+                 booted_slot: str) -> Outcome:
         tuf = self.tuf(booted_slot)
         try:
             self.report(st, "checking", version)
@@ -193,17 +213,19 @@ class OsUpdater:
             return Outcome("failed", version, e.message)
         finally:
             tuf.close()
-        st.phase, st.slot = "staged", slot  # intent first: a power cut after it is handled
+        env = self.board.read_env()
+        if env is not None and env.last_fallback:  # an older release's, reported already:
+            self.board.write_env(replace(env, last_fallback=""))  # not this one's, if cut
+        st.phase, st.slot, st.restaged = "staged", slot, False  # intent first (power cuts)
         state.save(self.board, st)
         installer.stage(self.board, slot)
         self.report(st, "rebooting", version, 100, f"slot {slot} written ({how}); try-boot")
         self.say(f"update {version}: slot {slot} written ({how}), rebooting")
+        self._session = None  # the connection does not survive the reboot
         self.reboot()
         return self.after_boot()
 
 
 def _fallback(env: Any, booted: str, note: str) -> Any:
-    from dataclasses import replace
-
     return replace(env, active=other(booted), try_boot=False, boot_count=0,
                    last_fallback=note[:256])

@@ -9,9 +9,9 @@ download resumes where it stopped.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import Field
 from tuf.api.metadata import Targets, Timestamp
@@ -19,8 +19,9 @@ from tuf.api.metadata import Targets, Timestamp
 from edgeward.errors import InputError, NotAvailable, PermissionDenied
 from edgeward.server.api import deps
 from edgeward.server.api.models import Strict
-from edgeward.server.services import audit, registry
+from edgeward.server.services import audit, registry, rollouts
 from edgeward.server.services import releases as release_index
+from edgeward.server.services import stages as stages_service
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.services.repository import ServerRepository
 from edgeward.server.state import ServerState, state_of
@@ -142,19 +143,58 @@ def get_role(role: str, request: Request) -> Response:
     return Response(repo_of(state).current_bytes(role), media_type="application/json")
 
 
+DEFAULT_STAGES = ("10%", "50%", "100%")  # a new release never reaches the fleet at once
+
+
+def parse_stages(texts: list[str]) -> list[dict[str, Any]]:
+    """``10%`` is a percentage stage, ``acme/lobby,acme/hall`` a group stage."""
+    out: list[dict[str, Any]] = []
+    for text in texts:
+        if text.endswith("%") and text[:-1].isdigit():
+            out.append({"percent": int(text[:-1])})
+        else:
+            out.append({"groups": [g for g in text.split(",") if g]})
+    return out
+
+
 @router.put("/v1/repository/metadata/{role}")
-async def put_role(role: str, request: Request) -> dict[str, Any]:
+async def put_role(role: str, request: Request,
+                   stage: Annotated[list[str] | None, Query(max_length=20)] = None,
+                   error_threshold: Annotated[int, Query(ge=0, le=100)] = 20
+                   ) -> dict[str, Any]:
+    """Publish a role. New OS releases start a staged rollout in the same transaction
+    (``?stage=10%&stage=acme/lobby&stage=100%``; by default 10%, 50%, 100%), so no
+    release reaches the whole fleet before its rollout exists."""
     state = state_of(request)
     data = await request.body()
     if len(data) > _MAX_METADATA:
         raise InputError("metadata over 4 MiB")
+    plan = parse_stages(stage or list(DEFAULT_STAGES))
     with state.db.transaction() as session:
         who = _authorize_role(session, request, role)
-        version = repo_of(state).publish(role, data)
+        repo = repo_of(state)
+        before = _release_ids(repo) if role == OS_ROLE else set()
+        if role == OS_ROLE:  # refuse bad stages before publishing anything
+            rollouts.check_groups(session, stages_service.parse(plan))
+        version = repo.publish(role, data)
         audit.record(session, who.tenant_id, who.actor, "repository.publish", role,
                      state.clock(), version=version)
         after_publish(state, session, role)
-        return {"role": role, "version": version}
+        started = []
+        for model, release in sorted(_release_ids(repo) - before) if role == OS_ROLE else []:
+            made = rollouts.create(session, who, model, release, plan, state.clock(),
+                                   error_threshold)
+            session.flush()
+            started.append(made.id)
+        return {"role": role, "version": version, "rollouts": started}
+
+
+def _release_ids(repo: ServerRepository) -> set[tuple[str, str]]:
+    if OS_ROLE not in repo.roles():
+        return set()
+    signed: Targets = repo.current(OS_ROLE).signed
+    return {(i.model, i.version) for i in (parse_os_target(p, t.unrecognized_fields)
+                                           for p, t in signed.targets.items())}
 
 
 @router.put("/v1/repository/blobs/{digest}")

@@ -239,6 +239,16 @@ def _bounded(name: str, value: int, low: int, high: int) -> int:
     return value
 
 
+def check_groups(session: Session, plan: Sequence[Any]) -> None:
+    """Every group a stage names exists (NotFound naming the first that does not)."""
+    for ref in sorted({g for stage in plan for g in stage.groups}):
+        tenant, _, name = ref.partition("/")
+        if session.execute(select(GatewayGroup.id).join(
+                Tenant, GatewayGroup.tenant_id == Tenant.id).where(
+                Tenant.name == tenant, GatewayGroup.name == name)).first() is None:
+            raise NotFound(f"no group {ref}")
+
+
 def create(session: Session, principal: Principal, model: str, version: str,
            raw_stages: list[Any], now: dt.datetime, error_threshold: int = 20,
            success_threshold: int = 100, min_stage_minutes: int | None = None) -> Rollout:
@@ -252,12 +262,7 @@ def create(session: Session, principal: Principal, model: str, version: str,
     release = releases.find(session, model, version)
     if release is None or release.yanked_at is not None:
         raise NotFound(f"no published release {version} of {model}")
-    for ref in {g for stage in plan for g in stage.groups}:
-        tenant, _, name = ref.partition("/")
-        if session.execute(select(GatewayGroup.id).join(
-                Tenant, GatewayGroup.tenant_id == Tenant.id).where(
-                Tenant.name == tenant, GatewayGroup.name == name)).first() is None:
-            raise NotFound(f"no group {ref}")
+    check_groups(session, plan)
     earlier = session.execute(select(Rollout.id, Rollout.state).where(
         Rollout.model == model, Rollout.version == version,
         Rollout.state != "aborted")).first()
