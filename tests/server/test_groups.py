@@ -184,3 +184,22 @@ def test_the_group_migration_keeps_existing_rows(database_url: str, tmp_path: Pa
                 assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 1  # noqa: S608
     finally:
         database.close()
+
+
+def test_a_gateway_moved_to_another_tenant_leaves_its_old_tenants_group(db: Database
+                                                                       ) -> None:
+    from edgeward.server.services import registry
+
+    who = people(db)
+    hotels = who["hotels/admin"]
+    add_gateway(db, "gw-9", hotels.tenant_id)
+    with db.transaction() as s:
+        groups.create(s, hotels, "lobby", {}, NOW)
+        groups.assign(s, hotels, "gw-9", "lobby", NOW)
+    with db.transaction() as s:
+        registry.assign(s, who["platform/admin"], "gw-9", "other", NOW)
+    with db.transaction() as s:
+        gateway = s.execute(select(Gateway).where(Gateway.serial == "gw-9")).scalar_one()
+        assert gateway.group_id is None  # the old tenant's group does not follow it
+        _, listed = groups.visible(s, hotels)
+        assert [(g.name, n) for g, n in listed] == [("lobby", 0)]

@@ -180,6 +180,8 @@ def assign(session: Session, principal: Principal, serial: str, tenant: str,
         raise NotFound(f"no {'tenant ' + tenant if target is None else 'gateway ' + serial}")
     previous = gateway.tenant_id
     gateway.tenant_id = target.id
+    if previous != target.id:
+        gateway.group_id = None  # a group is the old tenant's: it does not follow
     alerts.follow(session, gateway)  # its open alerts go with it
     audit.record(session, target.id, principal.actor, "gateway.assign", serial, now)
     audit.record(session, principal.tenant_id, principal.actor, "gateway.assign", serial, now,
