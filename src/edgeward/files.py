@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgeward.errors import InputError, KeyFileError
@@ -42,6 +42,18 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes], mode: int = 0o644) -
             tmp.unlink()
         raise
     _fsync_dir(path.parent)
+
+
+def prefix_chunks(path: Path, size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The first ``size`` bytes of ``path``, streamed (InputError if it is shorter)."""
+    with path.open("rb") as f:
+        left = size
+        while left:
+            block = f.read(min(chunk, left))
+            if not block:
+                raise InputError(f"{path} is shorter than {size} bytes")
+            left -= len(block)
+            yield block
 
 
 def remove_stale_temporaries(directory: Path) -> list[str]:

@@ -59,3 +59,27 @@ def test_a_delta_is_taken_only_if_its_base_fits_in_memory(tmp_path: Path) -> Non
     assert affordable(base, meminfo)
     meminfo.write_text("garbage\n")
     assert not affordable(base, meminfo)
+
+
+def test_a_delta_that_does_not_apply_leaves_nothing_behind(world: World) -> None:
+    from edgeward.device.updates.delta import rebuild
+    from edgeward.errors import ToolError
+    from edgeward.trust.manifest import peek_kernel_bundle
+
+    build = world.build("1.1.0", 2, base=world.factory.release.directory)
+    base_kernel = peek_kernel_bundle(world.factory.release.kernel.read_bytes())
+    new_kernel = peek_kernel_bundle(build.kernel.read_bytes())
+    out = world.tmp / "rebuilt" / "rootfs.img"
+    out.parent.mkdir()
+    delta = build.delta()
+    assert delta is not None
+    rebuild(world.factory.release.rootfs, base_kernel.rootfs.data_size, delta,
+            new_kernel.rootfs, out)
+    assert out.read_bytes() == build.rootfs.read_bytes()  # data + rebuilt tree: exact
+    garbage = world.tmp / "garbage.zst"
+    garbage.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(64))
+    out.unlink()
+    with pytest.raises(ToolError, match="does not apply"):
+        rebuild(world.factory.release.rootfs, base_kernel.rootfs.data_size, garbage,
+                new_kernel.rootfs, out)
+    assert list(out.parent.iterdir()) == []

@@ -30,7 +30,7 @@ from edgeward.device.updates.fetcher import download
 from edgeward.device.updates.state import work_dir
 from edgeward.errors import Error, IntegrityError, RollbackError, StateError
 from edgeward.trust.hashtree import verify_all
-from edgeward.trust.manifest import peek_bl2, verify_kernel_bundle
+from edgeward.trust.manifest import peek_bl2, peek_kernel_bundle, verify_kernel_bundle
 from edgeward.trust.targets import OsTarget, kernel_path, parse_os_target, rootfs_path
 
 Progress = Callable[[str, int], None]  # phase, percent
@@ -116,16 +116,17 @@ def fetch(tuf: TufClient, board: Board, release: Plan, booted_slot: str,
         base = board.partition_path(rootfs_partition(booted_slot))
         if (base.exists() and deltas.affordable(base)
                 and deltas.sha384_file(base) == release.delta_info.base_sha384):
+            rebuilt = folder / "rootfs.img.rebuilt"
             try:
                 patch = _fetch(tuf, release.delta, folder / "rootfs.delta.zst", progress)
-                rebuilt = folder / "rootfs.img.rebuilt"
-                deltas.apply(base, patch, rebuilt)
+                booted = peek_kernel_bundle(board.read(kernel_partition(booted_slot)) or b"")
+                new = peek_kernel_bundle(kernel.read_bytes())  # TUF-verified above
+                deltas.rebuild(base, booted.rootfs.data_size, patch, new.rootfs, rebuilt)
                 tuf.verify(release.rootfs, rebuilt)
                 rebuilt.rename(rootfs)
                 how = f"delta from {release.delta_info.base_version}"
             except Error:
-                for leftover in (folder / "rootfs.img.rebuilt",):
-                    leftover.unlink(missing_ok=True)
+                rebuilt.unlink(missing_ok=True)  # the full image it is
     rootfs = _fetch(tuf, release.rootfs, rootfs, progress)
     return kernel, rootfs, how
 
