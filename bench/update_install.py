@@ -120,7 +120,7 @@ def child_install(device: str, server: str, version: str, keep_staged: bool) -> 
             kernel, rootfs, how = installer.fetch(tuf, board, release, "a", progress)
             env = board.read_env()
             assert env is not None
-            slot = installer.write_and_verify(board, env, kernel, rootfs, progress)
+            slot = installer.write_and_verify(board, env, kernel, rootfs, version, progress)
         finally:
             tuf.close()
         t0 = time.perf_counter()

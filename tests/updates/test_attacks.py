@@ -746,18 +746,17 @@ def relabelled(world: World, version: str, svn: int) -> osbuild.Build:
     return osbuild.Build(out)
 
 
-# --- gaps this battery found (src bugs, reported; strict xfail: remove once fixed) -------------
+# --- gaps this battery found in src, since fixed ------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: a metadata file refused by a length or hash "
-                   "check is not named; the detail names the target being looked up")
 @pytest.mark.parametrize("role", [Timestamp.type, Snapshot.type])
 def test_a_refusal_names_the_metadata_file_refused(world: World, role: str) -> None:
     """(a) asks for a reason naming what was refused. A timestamp.json of 8 MiB is
     refused as 'target os/ew-gw1/1.2.0/kernel.img: more data than signed: refused
     (Downloaded 1048576 bytes exceeding the maximum allowed length of 16384)', and a
     snapshot swapped for an older one as '... does not match what is signed: Observed
-    hash ...' (or length): neither says which metadata file was refused."""
+    hash ...' (or length): neither said which metadata file was refused (fixed: the
+    fetcher remembers the last metadata file it fetched)."""
     agent = world.gateway("gw-1")
     served = Served(world)
     release(world, "1.1.0", 2)
@@ -773,16 +772,14 @@ def test_a_refusal_names_the_metadata_file_refused(world: World, role: str) -> N
     assert_refused(outcome, f"{role}.json")
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: a release refused because the repository "
-                   "was attacked is remembered as failed and never retried unforced")
 def test_a_release_hidden_by_an_attack_installs_at_the_next_check_once_it_stops(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """A freeze attack (test 2) holds security release 1.1.0 back for a while; once the
     server re-signs again, the gateway's next regular (unforced) check must install
-    it. It does not: the refusal put 1.1.0 in the gateway's failed list ('skipped:
+    it. It did not: the refusal put 1.1.0 in the gateway's failed list ('skipped:
     failed here before'), so a brief attack, or a brief outage of the server's
-    re-signing, keeps a security release off every gateway that checked meanwhile:
-    the freeze outlives the attack."""
+    re-signing, kept a security release off every gateway that checked meanwhile
+    (fixed: only a refusal of bytes TUF vouched for is remembered)."""
     agent = world.gateway("gw-1")
     release(world, "1.1.0", 2)
     with monkeypatch.context() as m:

@@ -91,17 +91,24 @@ class TufClient:
         except (tuf_errors.RepositoryError, ValueError) as e:
             raise refused(e, "TUF root shipped in the rootfs") from e
 
+    def _refused(self, error: Exception, what: str) -> Error:
+        """As :func:`refused`, naming the metadata file that was being checked."""
+        last = self.fetcher.last_url
+        if last.startswith(f"{self.server}{TUF_PATH}/metadata/"):
+            what = f"{what}, checking {last.rpartition('/')[2]}"
+        return refused(error, what)
+
     def refresh(self) -> None:
         try:
             self.updater.refresh()
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
-            raise refused(e, "TUF refresh") from e
+            raise self._refused(e, "TUF refresh") from e
 
     def target(self, path: str) -> TargetFile:
         try:
             found = self.updater.get_targetinfo(path)
         except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as e:
-            raise refused(e, f"target {path}") from e
+            raise self._refused(e, f"target {path}") from e
         if found is None:
             raise SecurityError(f"target {path} is not signed by the role trusted for it")
         if set(found.hashes) != {publication.HASH}:

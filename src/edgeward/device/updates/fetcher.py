@@ -28,8 +28,10 @@ RETRIES = 5
 class MtlsFetcher(FetcherInterface):
     def __init__(self, context: ssl.SSLContext, timeout: float = 30.0) -> None:
         self.http = httpx.Client(verify=context, timeout=timeout)
+        self.last_url = ""  # what a refusal was about (ngclient's errors do not say)
 
     def _fetch(self, url: str) -> Iterator[bytes]:
+        self.last_url = url
         try:
             request = self.http.build_request("GET", url)
             response = self.http.send(request, stream=True)

@@ -30,7 +30,12 @@ from edgeward.device.updates.fetcher import download
 from edgeward.device.updates.state import work_dir
 from edgeward.errors import Error, IntegrityError, RollbackError, StateError
 from edgeward.trust.hashtree import verify_all
-from edgeward.trust.manifest import peek_bl2, peek_kernel_bundle, verify_kernel_bundle
+from edgeward.trust.manifest import (
+    KernelBundle,
+    peek_bl2,
+    peek_kernel_bundle,
+    verify_kernel_bundle,
+)
 from edgeward.trust.targets import OsTarget, kernel_path, parse_os_target, rootfs_path
 
 Progress = Callable[[str, int], None]  # phase, percent
@@ -131,20 +136,24 @@ def fetch(tuf: TufClient, board: Board, release: Plan, booted_slot: str,
     return kernel, rootfs, how
 
 
-def write_and_verify(board: Board, env: BootEnv, kernel: Path, rootfs: Path,
+def write_and_verify(board: Board, env: BootEnv, kernel: Path, rootfs: Path, version: str,
                      progress: Progress) -> str:
-    """Write the slot not holding the committed release, then verify it from flash."""
+    """Write the slot not holding the committed release, then verify it from flash (and
+    that the bundle is the release ``version`` it was published as)."""
     committed = other(env.active) if env.try_boot else env.active
     slot = other(committed)
     progress("writing", 0)
     board.write(kernel_partition(slot), kernel)
     board.write(rootfs_partition(slot), rootfs)
     progress("verifying", 0)
-    verify_slot(board, slot)
+    bundle = verify_slot(board, slot)
+    if bundle.version != version:
+        raise IntegrityError(f"slot {slot}: the kernel bundle is release {bundle.version}, "
+                             f"published as {version}: refused")
     return slot
 
 
-def verify_slot(board: Board, slot: str) -> None:
+def verify_slot(board: Board, slot: str) -> KernelBundle:
     """The slot as BL2 and the kernel will check it at boot (IntegrityError if not)."""
     bl2 = peek_bl2(board.read("bl2") or b"")
     image = board.read(kernel_partition(slot))
@@ -157,6 +166,7 @@ def verify_slot(board: Board, slot: str) -> None:
         if source is None or source[1] != bundle.rootfs_size:
             raise IntegrityError(f"rootfs slot {slot} is not the size the bundle signs")
         verify_all(source[0], bundle.rootfs)
+    return bundle
 
 
 def stage(board: Board, slot: str) -> None:

@@ -186,6 +186,7 @@ class OsUpdater:
     def _install(self, st: state.UpdateState, version: str, delta_path: str | None,
                  booted_slot: str) -> Outcome:
         tuf = self.tuf(booted_slot)
+        verified = False  # TUF vouched for every byte: a refusal now is the release's own
         try:
             self.report(st, "checking", version)
             release = installer.plan(tuf, self.board, version, delta_path)
@@ -195,11 +196,15 @@ class OsUpdater:
                 lambda phase, pct: self.report(st, phase, version, pct))
             env = self.board.read_env()
             assert env is not None
+            verified = True
             slot = installer.write_and_verify(
-                self.board, env, kernel, rootfs,
+                self.board, env, kernel, rootfs, version,
                 lambda phase, pct: self.report(st, phase, version, pct))
         except SecurityError as e:
-            st.failed[version] = e.message
+            if verified:  # a refusal caused by an attack or a stale mirror is not remembered:
+                st.failed[version] = e.message  # the release installs once it stops
+            else:
+                st.failed.pop(version, None)
             st.reset()
             self.report(st, "refused", version, 0, e.message)
             installer.clean(self.board)
