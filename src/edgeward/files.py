@@ -7,6 +7,7 @@ a 0700 directory); everything else through :func:`write_atomic`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Iterable, Iterator
@@ -44,6 +45,15 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes], mode: int = 0o644) -
     _fsync_dir(path.parent)
 
 
+def sha384_file(path: Path) -> str:
+    """Hex SHA-384 of a file, streamed (constant memory)."""
+    h = hashlib.sha384()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
 def prefix_chunks(path: Path, size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
     """The first ``size`` bytes of ``path``, streamed (InputError if it is shorter)."""
     with path.open("rb") as f:
@@ -56,10 +66,10 @@ def prefix_chunks(path: Path, size: int, chunk: int = 1 << 20) -> Iterator[bytes
             yield block
 
 
-def remove_stale_temporaries(directory: Path) -> list[str]:
+def remove_stale_temporaries(directory: Path, recursive: bool = False) -> list[str]:
     """Delete what an interrupted :func:`write_atomic` left behind; return the names."""
     gone = []
-    for leftover in directory.glob(".*.tmp-*"):
+    for leftover in (directory.rglob if recursive else directory.glob)(".*.tmp-*"):
         leftover.unlink(missing_ok=True)
         gone.append(leftover.name)
     return gone

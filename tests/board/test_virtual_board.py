@@ -101,3 +101,17 @@ def test_crash_during_a_flash_write_leaves_a_bootable_device(
     report = boot(gateway)  # power on again
     assert report.verdict == "booted", report.reason
     assert not list(path.parent.glob(".*.tmp-*"))  # power-on cleans what the crash left
+
+
+def test_power_on_clears_what_interrupted_writes_left_in_the_agents_data(
+        gateway: VirtualBoard) -> None:
+    state = gateway.data_dir / "edgeward" / "tuf"
+    state.mkdir(parents=True)
+    stale = [state / ".timestamp.json.tmp-1a2b3c4d", gateway.data_dir / "edgeward" /
+             ".update.json.tmp-deadbeef"]
+    for path in stale:
+        path.write_bytes(b"half")
+    kept = state / "timestamp.json"
+    kept.write_bytes(b"whole")
+    gateway.power_on()
+    assert not any(p.exists() for p in stale) and kept.read_bytes() == b"whole"

@@ -97,6 +97,8 @@ class VirtualBoard(Board):
         shutil.rmtree(self._ram, ignore_errors=True)
         private_dir(self._ram)
         remove_stale_temporaries(self._flash)
+        if (self.data_dir / "edgeward").is_dir():  # the agent's state, TUF cache, downloads
+            remove_stale_temporaries(self.data_dir / "edgeward", recursive=True)
 
     # --- flash -------------------------------------------------------------------
     def _part(self, partition: str) -> Path:

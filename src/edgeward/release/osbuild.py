@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.errors import InputError, ToolError
-from edgeward.files import prefix_chunks, private_dir, read_file, write_atomic
+from edgeward.files import prefix_chunks, private_dir, read_file, sha384_file, write_atomic
 from edgeward.release import osimage, rootfs
 from edgeward.trust.canonical import canonical, load_object
 from edgeward.trust.digest import sha384_hex
@@ -32,16 +32,8 @@ ZSTD_LONG = "--long=31"  # windows up to 2 GiB: the whole base image is the dict
 
 
 @dataclass(frozen=True)
-class Build:
-    directory: Path
-
-    @property
-    def kernel(self) -> Path:
-        return self.directory / "kernel.img"
-
-    @property
-    def rootfs(self) -> Path:
-        return self.directory / "rootfs.img"
+class Build(osimage.OsRelease):
+    """An update build: an :class:`OsRelease` without BL2, with release.json and a delta."""
 
     @property
     def info_path(self) -> Path:
@@ -54,16 +46,6 @@ class Build:
     def delta(self) -> Path | None:
         found = sorted(self.directory.glob("rootfs.delta-*.zst"))
         return found[0] if found else None
-
-
-def file_sha384(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha384()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def zstd() -> str:
@@ -97,7 +79,7 @@ def build(out: Path, version: str, security_version: int, model: str,
         base_build = Build(base)
         bundle = peek_kernel_bundle(read_file(base_build.kernel, "base kernel bundle"))
         salt = bundle.rootfs.salt
-        base_info = {"version": bundle.version, "sha384": file_sha384(base_build.rootfs)}
+        base_info = {"version": bundle.version, "sha384": sha384_file(base_build.rootfs)}
     extra = {TUF_ROOT: tuf_root, **(files or {})}
     sealed = rootfs.build(result.rootfs, version, model, security_version, extra, tree, salt)
     kernel = osimage.make_kernel_bundle(version, security_version, model, sealed, kernel_key,
@@ -107,7 +89,7 @@ def build(out: Path, version: str, security_version: int, model: str,
         "model": model, "version": version, "security_version": security_version,
         "measurements": {COMPONENTS["bl2"]: peek_kernel_bundle(kernel).digest,
                          COMPONENTS["kernel"]: sealed.params.root_hash.hex()},
-        "rootfs_sha384": file_sha384(result.rootfs), "kernel_sha384": sha384_hex(kernel)}
+        "rootfs_sha384": sha384_file(result.rootfs), "kernel_sha384": sha384_hex(kernel)}
     if base is not None and base_info is not None:
         delta = out / f"rootfs.delta-{base_info['version']}.zst"
         base_data = peek_kernel_bundle(read_file(Build(base).kernel, "base kernel")).rootfs

@@ -8,7 +8,6 @@ then checked whole against the rootfs target's signed SHA-384.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import shutil
@@ -21,14 +20,6 @@ from edgeward.trust import hashtree
 from edgeward.trust.hashtree import TreeParams
 
 ZSTD_LONG = "--long=31"
-
-
-def sha384_file(path: Path) -> str:
-    h = hashlib.sha384()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def affordable(base: Path, meminfo: Path = Path("/proc/meminfo")) -> bool:

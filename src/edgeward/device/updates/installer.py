@@ -29,6 +29,7 @@ from edgeward.device.updates.client import TufClient
 from edgeward.device.updates.fetcher import download
 from edgeward.device.updates.state import work_dir
 from edgeward.errors import Error, IntegrityError, RollbackError, StateError
+from edgeward.files import sha384_file
 from edgeward.trust.hashtree import verify_all
 from edgeward.trust.manifest import (
     KernelBundle,
@@ -120,7 +121,7 @@ def fetch(tuf: TufClient, board: Board, release: Plan, booted_slot: str,
     if not rootfs.exists() and release.delta is not None and release.delta_info is not None:
         base = board.partition_path(rootfs_partition(booted_slot))
         if (base.exists() and deltas.affordable(base)
-                and deltas.sha384_file(base) == release.delta_info.base_sha384):
+                and sha384_file(base) == release.delta_info.base_sha384):
             rebuilt = folder / "rootfs.img.rebuilt"
             try:
                 patch = _fetch(tuf, release.delta, folder / "rootfs.delta.zst", progress)
