@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from edgeward.errors import (
     SignatureError,
     StateError,
 )
+from edgeward.files import write_secret
 from edgeward.release import roles
 from edgeward.release.publish import online_key
 from edgeward.server.services.repository import ServerRepository
@@ -223,3 +226,58 @@ def test_an_uninitialised_repository_refuses_publishing(tmp_path: Path, clock: C
     with pytest.raises(StateError, match="not initialised"):
         repo.publish("os", b"{}")
     assert (repo.online_dir / "timestamp.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_concurrent_uploads_of_one_blob_never_mix(repo: ServerRepository) -> None:
+    """Two uploads named by the same digest, one honest, one not, interleaved: only
+    bytes that hash to the name are kept."""
+    import asyncio
+
+    good = os.urandom(3 << 20)
+    bad = os.urandom(len(good))
+    digest = hashlib.sha384(good).hexdigest()
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 256 << 10):
+            yield data[i:i + (256 << 10)]
+            await asyncio.sleep(0)  # let the other upload write in between
+
+    async def both() -> list[object]:
+        return await asyncio.gather(repo.store_blob(digest, len(bad), chunks(bad)),
+                                    repo.store_blob(digest, len(good), chunks(good)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(both())
+    assert isinstance(results[0], InputError) and results[1] is True
+    assert hashlib.sha384((repo.blob_dir / digest).read_bytes()).hexdigest() == digest
+    assert [p.name for p in repo.blob_dir.iterdir()] == [digest]
+
+
+def test_a_published_target_cannot_change_its_bytes(repo: ServerRepository,
+                                                    offline: Keys) -> None:
+    repo.publish("os", _release(repo, offline).to_bytes())
+    md = roles.resign(repo.current("os"), [offline.os], T0, roles.DELEGATED_LIFETIME)
+    path = kernel_path("ew-gw1", "1.1.0")
+    other = _blob(repo, b"kernel 1.1.0, rebuilt")
+    other.path = path
+    md.signed.targets[path] = TargetFile(other.length, other.hashes, path,
+                                         md.signed.targets[path].unrecognized_fields)
+    with pytest.raises(ManifestError, match="versions are immutable"):
+        repo.publish("os", roles.resign(md, [offline.os], T0, roles.DELEGATED_LIFETIME)
+                     .to_bytes())
+
+
+def test_an_online_key_rotation_cut_short_by_a_crash_is_finished_at_start(
+        repo: ServerRepository, offline: Keys) -> None:
+    old = (repo.online_dir / "timestamp.pem").read_bytes()
+    pending = repo.rotate_online("timestamp")
+    new = (repo.online_dir / "next-timestamp.pem").read_bytes()
+    md = roles.rotate_root(repo.current("root"), offline.roots, offline.roots, 2, T0,
+                           {"timestamp": [online_key(pending)]})
+    repo.publish("root", md.to_bytes())
+    # as if the server died after writing the root and before taking the new key
+    write_secret(repo.online_dir / "timestamp.pem", old)
+    write_secret(repo.online_dir / "next-timestamp.pem", new)
+    again = ServerRepository(repo.dir, repo.clock)
+    assert not (again.online_dir / "next-timestamp.pem").exists()
+    assert again.online_public()["timestamp"]["keyid"] == pending["keyid"]

@@ -40,6 +40,7 @@ class AgentSettings:
     backoff_cap: float = 300.0
     once: bool = False
     update_every: float = 900.0  # seconds between update checks (0: never)
+    health_tries: int = 5  # attempts to reach the server after a trial boot
 
 
 @dataclass
@@ -114,18 +115,40 @@ class Agent:
                  f"({dict(booted.get('versions', {})).get('rootfs', '?')})")
 
     def health(self) -> str | None:
-        """After a trial boot: verified boot, attested, reaching the server, apps running."""
+        """After a trial boot: verified boot, attested, reaching the server, apps running.
+
+        A server that does not answer is asked again (``health_tries``, with backoff)
+        before the release is judged: a network blip is not a bad release."""
         if self.boot.get("verdict") != "booted":
             return "the boot was not verified"
+        for attempt in range(1, self.settings.health_tries + 1):
+            try:
+                with self._client() as client:
+                    verdict = self.attest(client)
+                    if verdict != "attested":
+                        return f"attestation {verdict}"
+                    self.heartbeat(client)
+                return None  # apps: none are supervised yet on this gateway (issue 6)
+            except Unreachable as e:
+                if attempt == self.settings.health_tries:
+                    return f"fleet server not reached ({attempt} tries): {e.message}"
+                self.stop.wait(backoff(attempt, self.settings.backoff_base,
+                                       self.settings.backoff_cap, self.rng))
+            except Error as e:
+                return f"fleet server refused the gateway: {e.message}"
+        return None
+
+    def finish_boot(self) -> None:
+        """Commit or roll back what the last boot tried; a failure is said, not fatal."""
         try:
-            with self._client() as client:
-                verdict = self.attest(client)
-                if verdict != "attested":
-                    return f"attestation {verdict}"
-                self.heartbeat(client)
+            done = self.updater().after_boot()
+        except Unreachable:
+            raise
         except Error as e:
-            return f"fleet server not reached: {e.message}"
-        return None  # apps: none are supervised yet on this gateway (issue 6 adds them)
+            done = Outcome("failed", "", e.message)
+            self.say(f"finishing the last update failed: {e.message}")
+        if done.action != "none":
+            self.state.updates.append(done.to_dict())
 
     def check_updates(self, force: bool = False) -> Outcome:
         try:
@@ -177,10 +200,8 @@ class Agent:
                     if not self.state.enrolled:
                         self.enrol(client)
                     if not finished_boot:  # a trial boot is committed or rolled back first
-                        done = self.updater().after_boot()
-                        if done.action != "none":
-                            self.state.updates.append(done.to_dict())
                         finished_boot = True
+                        self.finish_boot()
                     if clock >= next_attest:
                         self.attest(client)
                         next_attest = clock + self.settings.attest_every

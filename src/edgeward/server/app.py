@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeward import __version__, errors
 from edgeward.server.api import deps, gateways, operators, repository, updates
+from edgeward.server.api.repository import MAX_METADATA
 from edgeward.server.app_errors import status_of
 from edgeward.server.services.repository import MAX_BLOB
 from edgeward.server.state import ServerState
@@ -78,8 +79,10 @@ def create_app(state: ServerState) -> FastAPI:
                                 call_next: Callable[[Request], Awaitable[Response]]
                                 ) -> Response:
         length = request.headers.get("content-length")
-        limit = MAX_BLOB if (request.method == "PUT" and request.url.path.startswith(
-            "/v1/repository/blobs/")) else MAX_BODY  # target files stream to disk
+        limit = MAX_BODY
+        if request.method == "PUT" and request.url.path.startswith("/v1/repository/"):
+            # target files stream to disk; an os role lists every release published
+            limit = MAX_BLOB if "/blobs/" in request.url.path else MAX_METADATA
         if length is not None and (not length.isdigit() or int(length) > limit):
             return JSONResponse({"error": f"request body over {limit} bytes"},
                                 status_code=413)

@@ -120,7 +120,13 @@ def check_delegated(targets: Targets, role: str, current: Metadata[Targets] | No
     assert delegation is not None  # _verify found it
     if md.signed.delegations is not None:
         raise ManifestError(f"{role} may not delegate further")
+    published = current.signed.targets if current else {}
     for path, target in md.signed.targets.items():
+        before = published.get(path)
+        if before is not None and (before.hashes, before.length) != (target.hashes,
+                                                                    target.length):
+            raise ManifestError(f"target {path} is already published with other bytes: "
+                                "versions are immutable, publish a new one")
         if not delegation.is_delegated_path(path):
             raise ManifestError(f"{role} may not sign {path}: outside {delegation.paths}")
         digest = target.hashes.get(HASH)

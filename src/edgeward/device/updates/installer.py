@@ -117,7 +117,6 @@ def fetch(tuf: TufClient, board: Board, release: Plan, booted_slot: str,
     folder.mkdir(mode=0o700, exist_ok=True)
     kernel = _fetch(tuf, release.kernel, folder / "kernel.img", progress)
     rootfs = folder / "rootfs.img"
-    how = "full image"
     if not rootfs.exists() and release.delta is not None and release.delta_info is not None:
         base = board.partition_path(rootfs_partition(booted_slot))
         if (base.exists() and deltas.affordable(base)
@@ -130,11 +129,10 @@ def fetch(tuf: TufClient, board: Board, release: Plan, booted_slot: str,
                 deltas.rebuild(base, booted.rootfs.data_size, patch, new.rootfs, rebuilt)
                 tuf.verify(release.rootfs, rebuilt)
                 rebuilt.rename(rootfs)
-                how = f"delta from {release.delta_info.base_version}"
+                return kernel, rootfs, f"delta from {release.delta_info.base_version}"
             except Error:
                 rebuilt.unlink(missing_ok=True)  # the full image it is
-    rootfs = _fetch(tuf, release.rootfs, rootfs, progress)
-    return kernel, rootfs, how
+    return kernel, _fetch(tuf, release.rootfs, rootfs, progress), "full image"
 
 
 def write_and_verify(board: Board, env: BootEnv, kernel: Path, rootfs: Path, version: str,

@@ -96,7 +96,11 @@ class OsUpdater:
                 return self._rolled_back(st, st.version, f"slot {st.slot} was staged but "
                                          "never tried (the boot environment did not take it)")
             # the try-boot never reached the boot environment (power cut): stage again
-            installer.verify_slot(self.board, st.slot)
+            try:
+                installer.verify_slot(self.board, st.slot)
+            except Error as e:  # the slot is not what was written (or the state lies)
+                return self._rolled_back(st, st.version, f"slot {st.slot} no longer "
+                                         f"verifies: {e.message}")
             st.restaged = True
             state.save(self.board, st)
             installer.stage(self.board, st.slot)
@@ -148,6 +152,10 @@ class OsUpdater:
         boot = last_boot(self.board) or {}
         current = dict(boot.get("versions", {})).get("rootfs", "")
         if not target or target.get("version") == current:
+            if st.phase == "downloading":  # no longer offered: drop what was fetched
+                installer.clean(self.board)
+                st.reset()
+                state.save(self.board, st)
             return Outcome("none", current, "up to date")
         version = str(target["version"])
         if version in st.failed and not force:

@@ -14,11 +14,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 from tuf.api.metadata import Targets, Timestamp
 
 from edgeward.errors import InputError, NotAvailable, PermissionDenied
 from edgeward.server.api import deps
 from edgeward.server.api.models import Strict
+from edgeward.server.db.models import Rollout
 from edgeward.server.services import audit, registry, rollouts
 from edgeward.server.services import releases as release_index
 from edgeward.server.services import stages as stages_service
@@ -31,7 +34,8 @@ from edgeward.trust.targets import OS_ROLE, parse_os_target
 
 router = APIRouter(tags=["repository"])
 _ROLE = re.compile(r"^(root|targets|os|apps-[a-z0-9][a-z0-9._-]{0,62})$")
-_MAX_METADATA = 4 << 20
+MAX_METADATA = 4 << 20  # an os role listing every release ever published
+TENANT_MAX_BLOB = 1 << 30  # a tenant's app image (the platform's OS images: MAX_BLOB)
 
 
 def repo_of(state: ServerState) -> ServerRepository:
@@ -165,15 +169,20 @@ async def put_role(role: str, request: Request,
     """Publish a role. New OS releases start a staged rollout in the same transaction
     (``?stage=10%&stage=acme/lobby&stage=100%``; by default 10%, 50%, 100%), so no
     release reaches the whole fleet before its rollout exists."""
-    state = state_of(request)
     data = await request.body()
-    if len(data) > _MAX_METADATA:
+    if len(data) > MAX_METADATA:
         raise InputError("metadata over 4 MiB")
-    plan = parse_stages(stage or list(DEFAULT_STAGES))
+    return await run_in_threadpool(  # signature checks, fsyncs, the DB: off the event loop
+        _publish_role, request, role, data, parse_stages(stage or list(DEFAULT_STAGES)),
+        error_threshold)
+
+
+def _publish_role(request: Request, role: str, data: bytes, plan: list[dict[str, Any]],
+                  error_threshold: int) -> dict[str, Any]:
+    state = state_of(request)
     with state.db.transaction() as session:
         who = _authorize_role(session, request, role)
         repo = repo_of(state)
-        before = _release_ids(repo) if role == OS_ROLE else set()
         if role == OS_ROLE:  # refuse bad stages before publishing anything
             rollouts.check_groups(session, stages_service.parse(plan))
         version = repo.publish(role, data)
@@ -181,11 +190,15 @@ async def put_role(role: str, request: Request,
                      state.clock(), version=version)
         after_publish(state, session, role)
         started = []
-        for model, release in sorted(_release_ids(repo) - before) if role == OS_ROLE else []:
-            made = rollouts.create(session, who, model, release, plan, state.clock(),
-                                   error_threshold)
-            session.flush()
-            started.append(made.id)
+        if role == OS_ROLE:
+            # every signed release without a rollout gets one: also one whose earlier
+            # publication reached the repository but not the database
+            ruled = set(session.execute(select(Rollout.model, Rollout.version)).tuples())
+            for model, release in sorted(_release_ids(repo) - ruled):
+                made = rollouts.create(session, who, model, release, plan, state.clock(),
+                                       error_threshold)
+                session.flush()
+                started.append(made.id)
         return {"role": role, "version": version, "rollouts": started}
 
 
@@ -204,6 +217,8 @@ async def put_blob(digest: str, request: Request) -> dict[str, Any]:
         who = deps.operator(session, request, Action.RELEASE_READ)
         authorize(who, Action.RELEASE_PUBLISH if who.platform else Action.APP_PUBLISH)
     length = int(request.headers.get("content-length", "0"))
+    if not who.platform and length > TENANT_MAX_BLOB:
+        raise InputError(f"a tenant's file is at most {TENANT_MAX_BLOB} bytes")
     stored = await repo_of(state).store_blob(digest, length, request.stream())
     with state.db.transaction() as session:
         audit.record(session, who.tenant_id, who.actor, "repository.upload", digest[:32],

@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -109,6 +110,7 @@ class ServerRepository(TufRepository):
             role = name.removesuffix(".json")
             self._current[role] = Metadata.from_bytes(
                 self._path(role, meta.version).read_bytes())
+        self._adopt_rotated_keys(self._current[Root.type].signed)  # if a crash came between
 
     @property
     def initialised(self) -> bool:
@@ -302,7 +304,9 @@ class ServerRepository(TufRepository):
             async for _ in chunks:
                 pass
             return False
-        tmp = self.blob_dir / f".upload-{digest}-{os.getpid()}-{threading.get_ident()}"
+        fd, name = tempfile.mkstemp(prefix=f".upload-{digest[:16]}-", dir=self.blob_dir)
+        os.close(fd)  # one temporary per upload: two uploads of one blob never share it
+        tmp = Path(name)
         hasher, size, pending = hashlib.sha384(), 0, bytearray()
 
         def flush(out: BinaryIO, block: bytes) -> None:
