@@ -12,7 +12,7 @@ from rich.table import Table
 
 from edgeward import operator_config
 from edgeward.cli.common import json_option
-from edgeward.cli.output import console, emit_json
+from edgeward.cli.output import console, report
 from edgeward.errors import InputError
 
 TOKEN_ENV = "EDGEWARD_TOKEN"  # noqa: S105 (the variable's name)
@@ -30,13 +30,6 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     for row in rows:
         table.add_row(*(str(row.get(c) if row.get(c) is not None else "-") for c in columns))
     console.print(table)
-
-
-def _report(data: Any, as_json: bool, show: Any) -> None:
-    if as_json:
-        emit_json(data)
-    else:
-        show(data)
 
 
 @click.group()
@@ -59,7 +52,7 @@ def login(server: str, ca: Path, token_file: Path | None, as_json: bool) -> None
     saved = operator_config.save(server, ca, token)
     with saved.client() as client:
         me = client.call("GET", "/v1/me")
-    _report(me, as_json, lambda m: console.print(
+    report(me, as_json, lambda m: console.print(
         f"logged in to {server} as {m['tenant']}/{m['user']} ({m['role']})"))
 
 
@@ -67,7 +60,7 @@ def login(server: str, ca: Path, token_file: Path | None, as_json: bool) -> None
 @json_option
 def whoami(as_json: bool) -> None:
     """Who the saved token belongs to, and what it may do."""
-    _report(_call("GET", "/v1/me"), as_json, lambda m: console.print(
+    report(_call("GET", "/v1/me"), as_json, lambda m: console.print(
         f"{m['tenant']}/{m['user']} ({m['role']}): {', '.join(m['actions'])}"))
 
 
@@ -78,7 +71,7 @@ GATEWAY_COLUMNS = ["serial", "model", "status", "attestation", "slot", "last_see
 @json_option
 def gateways(as_json: bool) -> None:
     """List the tenant's gateways: status, attestation, slot, last seen."""
-    _report(_call("GET", "/v1/gateways"), as_json,
+    report(_call("GET", "/v1/gateways"), as_json,
             lambda rows: _table("gateways", rows, GATEWAY_COLUMNS))
 
 
@@ -91,7 +84,7 @@ def show(serial: str, as_json: bool) -> None:
         for key, value in g.items():
             console.print(f"{key:20} {value}")
 
-    _report(_call("GET", f"/v1/gateways/{serial}"), as_json, render)
+    report(_call("GET", f"/v1/gateways/{serial}"), as_json, render)
 
 
 @fleet.command()
@@ -99,7 +92,7 @@ def show(serial: str, as_json: bool) -> None:
 @json_option
 def revoke(serial: str, as_json: bool) -> None:
     """Revoke a gateway: its certificate is refused from now on."""
-    _report(_call("POST", f"/v1/gateways/{serial}/revoke"), as_json,
+    report(_call("POST", f"/v1/gateways/{serial}/revoke"), as_json,
             lambda g: console.print(f"{g['serial']} revoked"))
 
 
@@ -109,7 +102,7 @@ def revoke(serial: str, as_json: bool) -> None:
 @json_option
 def assign(serial: str, tenant: str, as_json: bool) -> None:
     """(Platform admin) hand an enrolled gateway to a tenant."""
-    _report(_call("POST", f"/v1/gateways/{serial}/assign", {"tenant": tenant}), as_json,
+    report(_call("POST", f"/v1/gateways/{serial}/assign", {"tenant": tenant}), as_json,
             lambda g: console.print(f"{g['serial']} assigned to {tenant}"))
 
 
@@ -118,7 +111,7 @@ def assign(serial: str, tenant: str, as_json: bool) -> None:
 @json_option
 def audit(limit: int, as_json: bool) -> None:
     """The tenant's audit log, newest first."""
-    _report(_call("GET", f"/v1/audit?limit={limit}"), as_json,
+    report(_call("GET", f"/v1/audit?limit={limit}"), as_json,
             lambda rows: _table("audit log", rows, ["at", "actor", "action", "target"]))
 
 
@@ -127,7 +120,7 @@ def audit(limit: int, as_json: bool) -> None:
 @json_option
 def alerts(limit: int, as_json: bool) -> None:
     """The tenant's alerts, newest first (e.g. a cloned identity)."""
-    _report(_call("GET", f"/v1/alerts?limit={limit}"), as_json,
+    report(_call("GET", f"/v1/alerts?limit={limit}"), as_json,
             lambda rows: _table("alerts", rows, ["at", "gateway", "kind", "detail"]))
 
 
@@ -140,7 +133,7 @@ def tenants() -> None:
 @click.argument("name")
 @json_option
 def tenants_create(name: str, as_json: bool) -> None:
-    _report(_call("POST", "/v1/tenants", {"name": name}), as_json,
+    report(_call("POST", "/v1/tenants", {"name": name}), as_json,
             lambda t: console.print(f"tenant {t['name']} created"))
 
 
@@ -152,7 +145,7 @@ def users() -> None:
 @users.command("list")
 @json_option
 def users_list(as_json: bool) -> None:
-    _report(_call("GET", "/v1/users"), as_json,
+    report(_call("GET", "/v1/users"), as_json,
             lambda rows: _table("users", rows, ["name", "role"]))
 
 
@@ -165,7 +158,7 @@ def users_add(name: str, role: str, tenant: str | None, as_json: bool) -> None:
     body: dict[str, Any] = {"name": name, "role": role}
     if tenant:
         body["tenant"] = tenant
-    _report(_call("POST", "/v1/users", body), as_json,
+    report(_call("POST", "/v1/users", body), as_json,
             lambda u: console.print(f"user {u['name']} ({u['role']}) added"))
 
 
@@ -182,7 +175,7 @@ def tokens_issue(user: str, tenant: str | None, as_json: bool) -> None:
     body: dict[str, Any] = {"user": user}
     if tenant:
         body["tenant"] = tenant
-    _report(_call("POST", "/v1/tokens", body), as_json,
+    report(_call("POST", "/v1/tokens", body), as_json,
             lambda t: console.print(f"token for {t['user']} (shown once): {t['token']}"))
 
 
@@ -217,7 +210,7 @@ def _show_group(g: dict[str, Any]) -> None:
 @click.option("--tenant", help=TENANT_HELP)
 @json_option
 def groups_list(tenant: str | None, as_json: bool) -> None:
-    _report(_call("GET", _with_tenant("/v1/groups", tenant)), as_json,
+    report(_call("GET", _with_tenant("/v1/groups", tenant)), as_json,
             lambda rows: _table("groups", rows, GROUP_COLUMNS))
 
 
@@ -236,7 +229,7 @@ def groups_create(name: str, channel: str, pinned_version: str | None, window: s
                             "auto_update": not manual, "pinned_version": pinned_version}
     if tenant:
         body["tenant"] = tenant
-    _report(_call("POST", "/v1/groups", body), as_json, _show_group)
+    report(_call("POST", "/v1/groups", body), as_json, _show_group)
 
 
 @groups.command("set")
@@ -261,7 +254,7 @@ def groups_set(name: str, channel: str | None, pinned_version: str | None, unpin
                                               ("tenant", tenant)) if v is not None}
     if unpin:
         body["pinned_version"] = None
-    _report(_call("PATCH", f"/v1/groups/{quote(name, safe='')}", body), as_json,
+    report(_call("PATCH", f"/v1/groups/{quote(name, safe='')}", body), as_json,
             _show_group)
 
 
@@ -309,7 +302,7 @@ def releases(model: str | None, channel: str | None, yanked: bool, as_json: bool
     query = urlencode({k: v for k, v in (("model", model), ("channel", channel),
                                          ("yanked", "true" if yanked else None)) if v})
     rows = _call("GET", "/v1/releases" + (f"?{query}" if query else ""))
-    _report(rows, as_json, lambda found: _table("releases", [
+    report(rows, as_json, lambda found: _table("releases", [
         {**r, "kernel": r["kernel"]["path"], "delta": "yes" if r["delta"] else "-"}
         for r in found], ["model", "version", "channel", "security_version", "seq",
                           "published_at", "yanked_at", "delta"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,14 @@ err_console = Console(stderr=True, highlight=False)
 
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def report(data: Any, as_json: bool, show: Callable[[Any], None]) -> None:
+    """JSON for machines, ``show`` for people."""
+    if as_json:
+        emit_json(data)
+    else:
+        show(data)
 
 
 @contextmanager

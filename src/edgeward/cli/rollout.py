@@ -14,7 +14,7 @@ from rich.table import Table
 
 from edgeward import operator_config
 from edgeward.cli.common import json_option
-from edgeward.cli.output import console, emit_json
+from edgeward.cli.output import console, report
 from edgeward.errors import InputError
 
 BAR = 16  # characters of a stage's progress bar
@@ -83,13 +83,6 @@ def show_list(rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _report(data: Any, as_json: bool, show: Any) -> None:
-    if as_json:
-        emit_json(data)
-    else:
-        show(data)
-
-
 @click.group()
 def rollout() -> None:
     """Staged rollouts of OS releases: start, watch, pause, resume, abort."""
@@ -120,7 +113,7 @@ def create(model: str, version: str, stage_specs: tuple[str, ...], error_thresho
                             "success_threshold": success_threshold}
     if min_stage_minutes is not None:
         body["min_stage_minutes"] = min_stage_minutes
-    _report(_call("POST", "/v1/rollouts", body), as_json, show_rollout)
+    report(_call("POST", "/v1/rollouts", body), as_json, show_rollout)
 
 
 @rollout.command("list")
@@ -131,7 +124,7 @@ def create(model: str, version: str, stage_specs: tuple[str, ...], error_thresho
 def list_(state: str | None, limit: int, as_json: bool) -> None:
     """Rollouts, newest first, with their progress."""
     query = urlencode({"limit": limit, **({"state": state} if state else {})})
-    _report(_call("GET", f"/v1/rollouts?{query}"), as_json, show_list)
+    report(_call("GET", f"/v1/rollouts?{query}"), as_json, show_list)
 
 
 @rollout.command("show")
@@ -139,7 +132,7 @@ def list_(state: str | None, limit: int, as_json: bool) -> None:
 @json_option
 def show(rollout_id: int, as_json: bool) -> None:
     """One rollout, stage by stage: targeted, succeeded, failed, pending."""
-    _report(_call("GET", f"/v1/rollouts/{rollout_id}"), as_json, show_rollout)
+    report(_call("GET", f"/v1/rollouts/{rollout_id}"), as_json, show_rollout)
 
 
 def _action(name: str, help_text: str) -> None:
@@ -147,7 +140,7 @@ def _action(name: str, help_text: str) -> None:
     @click.argument("rollout_id", type=click.IntRange(1))
     @json_option
     def command(rollout_id: int, as_json: bool) -> None:
-        _report(_call("POST", f"/v1/rollouts/{rollout_id}/{name}"), as_json,
+        report(_call("POST", f"/v1/rollouts/{rollout_id}/{name}"), as_json,
                 lambda r: console.print(f"rollout {r['id']} is {r['state']}"))
 
 
