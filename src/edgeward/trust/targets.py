@@ -25,19 +25,19 @@ OS_ROLE = "os"
 TUF_ROOT = "etc/edgeward/tuf/root.json"  # the update client's trust anchor, in the rootfs
 CHANNELS = ("stable", "candidate", "beta", "edge")  # each channel also takes the ones before
 KINDS = ("kernel", "rootfs", "rootfs-delta")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$")
-_HEX384 = re.compile(r"^[0-9a-f]{96}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")  # models, tenants
+VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$")
+HEX384 = re.compile(r"^[0-9a-f]{96}$")
 
 
 def check_name(value: str, what: str) -> str:
-    if not _NAME.match(value):
+    if not NAME.match(value):
         raise ManifestError(f"{what} {value!r}: use lowercase letters, digits, '.', '_', '-'")
     return value
 
 
 def check_version(value: str) -> str:
-    if not _VERSION.match(value):
+    if not VERSION.match(value):
         raise ManifestError(f"version {value!r} is not a valid release version")
     return value
 
@@ -109,8 +109,8 @@ def parse_os_target(path: str, custom: dict[str, Any]) -> OsTarget:
             raise ManifestError(f"target {path}: custom field {key!r} is missing or invalid")
         return value
 
-    kind, model, version, channel = text("kind"), text("model", _NAME), \
-        text("version", _VERSION), text("channel")
+    kind, model, version, channel = text("kind"), text("model", NAME), \
+        text("version", VERSION), text("channel")
     svn = body.get("security_version")
     if kind not in KINDS:
         raise ManifestError(f"target {path}: unknown kind {kind!r}")
@@ -129,12 +129,12 @@ def parse_os_target(path: str, custom: dict[str, Any]) -> OsTarget:
             raise ManifestError(f"target {path}: measurements must map names to digests")
         return OsTarget(kind, model, version, channel, svn,
                         measurements=tuple(sorted(measurements.items())))
-    base = text("base_version", _VERSION)
+    base = text("base_version", VERSION)
     if path != delta_path(model, version, base):
         raise ManifestError(f"target {path}: this delta must be named "
                             f"{delta_path(model, version, base)}")
     full = text("full")
     if full != rootfs_path(model, version):
         raise ManifestError(f"target {path}: a delta rebuilds {rootfs_path(model, version)}")
-    return OsTarget(kind, model, version, channel, svn, base, text("base_sha384", _HEX384),
+    return OsTarget(kind, model, version, channel, svn, base, text("base_sha384", HEX384),
                     full)

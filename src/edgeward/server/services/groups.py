@@ -22,6 +22,7 @@ from edgeward.server.db.models import Gateway, GatewayGroup, Tenant
 from edgeward.server.services import audit, releases
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.services.tenants import check_name
+from edgeward.trust.targets import VERSION
 
 WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 SETTINGS = ("channel", "pinned_version", "window", "auto_update")
@@ -63,7 +64,7 @@ def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
     if "channel" in changes:
         releases.rank(changes["channel"])
     pinned = changes.get("pinned_version")
-    if pinned is not None and not releases.VERSION.match(pinned):
+    if pinned is not None and not VERSION.match(pinned):
         raise InputError(f"pinned version {pinned!r} is not a valid release version")
     if "window" in changes:
         check_window(changes["window"])

@@ -23,10 +23,10 @@ from edgeward.errors import InputError
 from edgeward.server.db.models import OsRelease
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.trust.targets import CHANNELS as TARGET_CHANNELS
+from edgeward.trust.targets import NAME, VERSION
 
 CHANNELS = TARGET_CHANNELS  # a channel also takes those before it
-MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$")
+MODEL = NAME  # the same rules as the signed targets' custom fields
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from tuf.repository import Repository as TufRepository
 from edgeward.errors import Conflict, InputError, NotFound, StateError
 from edgeward.files import load_private_key, private_dir, save_private_key, write_atomic
 from edgeward.trust import keys, publication
+from edgeward.trust.targets import HEX384
 from edgeward.trust.tufkeys import same_key, signer, tuf_key
 
 SNAPSHOT_LIFETIME = dt.timedelta(days=7)
@@ -43,7 +44,6 @@ TIMESTAMP_LIFETIME = dt.timedelta(days=1)
 REFRESH_MARGIN = 0.5  # re-sign the timestamp once half of its life is gone
 MAX_BLOB = 8 << 30
 _METADATA_NAME = re.compile(r"^(?:[1-9][0-9]{0,9}\.)?[a-z0-9][a-z0-9._-]{0,70}\.json$")
-_HEX384 = re.compile(r"^[0-9a-f]{96}$")
 
 
 class ServerRepository(TufRepository):
@@ -172,7 +172,7 @@ class ServerRepository(TufRepository):
     # --- publishing --------------------------------------------------------------
     def blob_length(self, digest: str) -> int | None:
         try:
-            return (self.blob_dir / digest).stat().st_size if _HEX384.match(digest) else None
+            return (self.blob_dir / digest).stat().st_size if HEX384.match(digest) else None
         except FileNotFoundError:
             return None
 
@@ -282,7 +282,7 @@ class ServerRepository(TufRepository):
         if a published role names it with that hash."""
         directory, _, base = path.rpartition("/")
         digest, dot, name = base.partition(".")
-        if not dot or not _HEX384.match(digest):
+        if not dot or not HEX384.match(digest):
             raise NotFound(f"no target {path}")
         target_path = f"{directory}/{name}" if directory else name
         for md in self._current.values():
@@ -295,7 +295,7 @@ class ServerRepository(TufRepository):
     async def store_blob(self, digest: str, length: int, chunks: AsyncIterator[bytes]) -> bool:
         """Stream an upload in; keep it only if it is ``length`` bytes hashing to
         ``digest``. Returns False if it was already stored."""
-        if not _HEX384.match(digest):
+        if not HEX384.match(digest):
             raise InputError("a blob is named by its lowercase hex SHA-384")
         if not 0 < length <= MAX_BLOB:
             raise InputError(f"a blob is 1 byte to {MAX_BLOB} bytes")

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from edgeward.errors import InputError
 from edgeward.server.db.models import Gateway, GatewayUpdate, Rollout, UpdateEvent
-from edgeward.server.services import alerts, releases, rollouts
+from edgeward.server.services import alerts, rollouts
 from edgeward.server.services.registry import iso
+from edgeward.trust.targets import VERSION
 
 PHASES = ("checking", "downloading", "writing", "verifying", "rebooting", "health-check",
           "committed", "rolled-back", "failed", "refused")
@@ -30,7 +31,7 @@ MAX_DETAIL = 500
 
 def report(session: Session, gateway: Gateway, version: str, phase: str, progress: int,
            detail: str, rollout_id: int | None, now: dt.datetime) -> GatewayUpdate:
-    if not releases.VERSION.match(version):
+    if not VERSION.match(version):
         raise InputError(f"version {version!r} is not a valid release version")
     if phase not in PHASES:
         raise InputError(f"phase {phase!r}: use one of {', '.join(PHASES)}")
