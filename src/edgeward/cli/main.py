@@ -7,6 +7,7 @@ import sys
 import click
 
 from edgeward import __version__
+from edgeward.cli.app import app
 from edgeward.cli.attestation import attestation
 from edgeward.cli.demo import demo
 from edgeward.cli.device import device
@@ -35,6 +36,7 @@ cli.add_command(demo)
 cli.add_command(server)
 cli.add_command(fleet)
 cli.add_command(release)
+cli.add_command(app)
 release.add_command(rollout)
 
 
