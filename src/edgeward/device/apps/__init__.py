@@ -1,0 +1,1 @@
+"""Apps on the gateway: confinement (bubblewrap, seccomp, cgroups); install follows."""
