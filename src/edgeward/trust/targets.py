@@ -138,3 +138,37 @@ def parse_os_target(path: str, custom: dict[str, Any]) -> OsTarget:
         raise ManifestError(f"target {path}: a delta rebuilds {rootfs_path(model, version)}")
     return OsTarget(kind, model, version, channel, svn, base, text("base_sha384", HEX384),
                     full)
+
+
+# --- apps ------------------------------------------------------------------------------
+
+
+def app_path(tenant: str, name: str, version: str) -> str:
+    """``apps/<tenant>/<app>/<version>/<app>_<version>.squashfs``: under the tenant's role."""
+    return (f"apps/{check_name(tenant, 'tenant')}/{check_name(name, 'app')}/"
+            f"{check_version(version)}/{name}_{version}.squashfs")
+
+
+@dataclass(frozen=True)
+class AppTarget:
+    name: str
+    version: str
+    publisher: str
+
+    def custom(self) -> dict[str, Any]:
+        return {"edgeward": {"kind": "app", "name": self.name, "version": self.version,
+                             "publisher": self.publisher}}
+
+
+def parse_app_target(path: str, custom: dict[str, Any]) -> AppTarget:
+    body = custom.get("edgeward")
+    if not isinstance(body, dict) or body.get("kind") != "app":
+        raise ManifestError(f"target {path}: not an app")
+    fields = [body.get(k) for k in ("name", "version", "publisher")]
+    if not all(isinstance(f, str) for f in fields):
+        raise ManifestError(f"target {path}: app custom fields are missing")
+    found = AppTarget(*fields)  # type: ignore[arg-type]
+    if path != app_path(found.publisher, found.name, found.version):
+        raise ManifestError(f"target {path}: its custom fields name "
+                            f"{app_path(found.publisher, found.name, found.version)}")
+    return found

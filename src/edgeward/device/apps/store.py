@@ -1,0 +1,174 @@
+"""Installed apps on the data area: revisions side by side, each mounted read-only.
+
+::
+
+    /data/edgeward/apps/<app>/<version>/image.squashfs   checked against its TUF target
+    /data/edgeward/apps/<app>/<version>/root/            the image, mounted ro,nodev,nosuid
+    /data/edgeward/apps/<app>/current  -> <version>      switched atomically (rename)
+    /data/edgeward/apps/<app>/previous -> <version>      kept for rollback
+    /data/edgeward/apps/<app>/data/                      the app's one writable directory
+
+An image is mounted only after TUF vouched for every byte of it, and only if
+its own manifest is the app, version and publisher the signed target names.
+Installing a third revision removes the oldest; removing an app unmounts and
+deletes all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeward.board.base import Board
+from edgeward.device.updates.client import TufClient
+from edgeward.device.updates.fetcher import download
+from edgeward.errors import IntegrityError, NotFound, StateError, ToolError
+from edgeward.files import private_dir
+from edgeward.trust.appmanifest import MANIFEST, AppManifest, parse
+from edgeward.trust.targets import app_path, check_name, parse_app_target
+
+IMAGE = "image.squashfs"
+
+
+@dataclass(frozen=True)
+class Installed:
+    name: str
+    version: str
+    root: Path  # the mounted image
+    data: Path
+    manifest: AppManifest
+
+
+def apps_dir(board: Board) -> Path:
+    return private_dir(board.data_dir / "edgeward" / "apps")
+
+
+def _run(*cmd: str) -> None:
+    tool = shutil.which(cmd[0])
+    if tool is None:
+        raise ToolError(f"{cmd[0]} not found")
+    try:
+        subprocess.run([tool, *cmd[1:]], check=True, capture_output=True, timeout=60)
+    except subprocess.CalledProcessError as e:
+        raise ToolError(f"{cmd[0]} failed: {e.stderr.decode(errors='replace').strip()}") from e
+
+
+def mounted(path: Path) -> bool:
+    return os.path.ismount(path)
+
+
+def mount(image: Path, root: Path) -> None:
+    root.mkdir(mode=0o755, exist_ok=True)
+    if not mounted(root):
+        _run("mount", "-t", "squashfs", "-o", "loop,ro,nodev,nosuid", str(image), str(root))
+
+
+def unmount(root: Path) -> None:
+    if mounted(root):
+        _run("umount", str(root))
+
+
+def install(board: Board, tuf: TufClient, tenant: str, name: str, version: str) -> Installed:
+    """Fetch through TUF, check, mount, and make ``version`` the current revision."""
+    target = tuf.target(app_path(tenant, name, version))
+    info = parse_app_target(target.path, target.unrecognized_fields)
+    if (info.publisher, info.name, info.version) != (tenant, name, version):
+        raise IntegrityError(f"target {target.path} describes another app")
+    folder = apps_dir(board) / check_name(name, "app") / version
+    folder.mkdir(parents=True, exist_ok=True)
+    image = folder / IMAGE
+    if not image.exists():
+        part = folder / (IMAGE + ".part")
+        download(tuf.fetcher.http, tuf.url(target), part, target.length)
+        try:
+            tuf.verify(target, part)
+        except IntegrityError:
+            part.unlink(missing_ok=True)
+            raise
+        part.rename(image)
+    else:
+        tuf.verify(target, image)  # what is on the data area is checked again
+    root = folder / "root"
+    mount(image, root)
+    try:
+        manifest = parse((root / MANIFEST).read_bytes())
+        if (manifest.publisher, manifest.name, manifest.version) != (tenant, name, version):
+            raise IntegrityError(f"{name} {version}: the image's own manifest says "
+                                 f"{manifest.publisher}/{manifest.name} {manifest.version}")
+    except Exception:
+        unmount(root)
+        raise
+    switch(board, name, version)
+    return current(board, name)
+
+
+def switch(board: Board, name: str, version: str) -> None:
+    """Make ``version`` current (atomically), keep the one before as previous, drop the
+    rest."""
+    base = apps_dir(board) / name
+    if not (base / version / "root").is_dir():
+        raise NotFound(f"{name} {version} is not installed")
+    old = _link(base / "current")
+    if old == version:
+        return
+    _point(base / "current", version)
+    if old:
+        _point(base / "previous", old)
+    keep = {version, old}
+    for child in base.iterdir():
+        if child.is_dir() and not child.is_symlink() and child.name not in (*keep, "data"):
+            unmount(child / "root")
+            shutil.rmtree(child)
+
+
+def rollback(board: Board, name: str) -> str:
+    base = apps_dir(board) / name
+    previous = _link(base / "previous")
+    if not previous:
+        raise StateError(f"{name} has no previous revision to roll back to")
+    current_version = _link(base / "current")
+    _point(base / "current", previous)
+    _point(base / "previous", current_version)
+    return previous
+
+
+def current(board: Board, name: str) -> Installed:
+    base = apps_dir(board) / name
+    version = _link(base / "current")
+    if not version:
+        raise NotFound(f"app {name} is not installed")
+    root = base / version / "root"
+    data = base / "data"
+    data.mkdir(mode=0o700, exist_ok=True)
+    return Installed(name, version, root, data, parse((root / MANIFEST).read_bytes()))
+
+
+def remove(board: Board, name: str) -> None:
+    base = apps_dir(board) / name
+    if not base.exists():
+        raise NotFound(f"app {name} is not installed")
+    for child in base.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            unmount(child / "root")
+    shutil.rmtree(base)
+
+
+def installed(board: Board) -> list[str]:
+    return sorted(p.name for p in apps_dir(board).iterdir() if (p / "current").is_symlink())
+
+
+def _link(path: Path) -> str:
+    with contextlib.suppress(FileNotFoundError, OSError):
+        return os.readlink(path)
+    return ""
+
+
+def _point(link: Path, version: str) -> None:
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(version)
+    os.replace(tmp, link)  # a rename: the link is the old target or the new, never neither

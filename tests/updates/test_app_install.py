@@ -1,0 +1,165 @@
+"""Apps through TUF: a tenant signs, the gateway installs revisions side by side, each
+mounted read-only, switches atomically, rolls back, removes cleanly; a tampered or
+unsigned image is never mounted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeward.device.agent import Agent
+from edgeward.device.apps import store
+from edgeward.errors import IntegrityError, SecurityError
+from edgeward.release import appimage, publish
+from edgeward.release.apppublish import publish_app
+from tests.conftest import REQUIRE_REAL
+from tests.integration.test_cli import edgeward
+from tests.updates.conftest import World
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        message = "mounting app images needs root (the agent's)"
+        if REQUIRE_REAL:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _build(world: World, version: str) -> Path:
+    source = world.tmp / f"minibar-{version}"
+    (source / "bin").mkdir(parents=True)
+    (source / "app.toml").write_text(
+        f'name = "minibar"\nversion = "{version}"\npublisher = "acme"\nsummary = "Minibar"\n'
+        '[daemons.server]\nexec = "bin/server"\n')
+    server = source / "bin" / "server"
+    server.write_text(f"#!/bin/sh\necho minibar {version}\n")
+    server.chmod(0o755)
+    return appimage.build(source, world.tmp / "images").path
+
+
+def _publish(world: World, version: str) -> Path:
+    image = _build(world, version)
+    with world.admin() as client:
+        publish_app(client, world.ws.key("apps-acme"), image, NOW)
+    return image
+
+
+class Gateway:
+    """A gateway whose every install is a fresh TUF refresh, as each agent check is."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent, self.board = agent, agent.board
+
+    def install(self, tenant: str, name: str, version: str) -> store.Installed:
+        tuf = self.agent.updater().tuf("a")
+        try:
+            return store.install(self.board, tuf, tenant, name, version)
+        finally:
+            tuf.close()
+
+
+@pytest.fixture
+def gw(world: World) -> Iterator[Gateway]:
+    _needs_root()
+    with world.admin() as client:
+        publish.add_tenant(client, world.ws, "acme", None, NOW)
+    gw = Gateway(world.gateway("gw-1"))
+    try:
+        yield gw
+    finally:
+        for name in store.installed(gw.board):
+            store.remove(gw.board, name)
+
+
+def test_revisions_side_by_side_switch_rollback_and_removal(world: World, gw: Gateway
+                                                            ) -> None:
+    board = gw.board
+    _publish(world, "2.0.1")
+    first = gw.install("acme", "minibar", "2.0.1")
+    assert store.mounted(first.root) and (first.root / "bin" / "server").exists()
+    assert first.manifest.version == "2.0.1"
+    with pytest.raises(OSError):  # read-only
+        (first.root / "bin" / "new").write_text("x")
+    _publish(world, "2.0.2")
+    second = gw.install("acme", "minibar", "2.0.2")
+    assert store.current(board, "minibar").version == "2.0.2"
+    assert store.mounted(first.root) and store.mounted(second.root)  # side by side
+    assert store.rollback(board, "minibar") == "2.0.1"
+    assert store.current(board, "minibar").version == "2.0.1"
+    _publish(world, "2.0.3")
+    gw.install("acme", "minibar", "2.0.3")
+    base = store.apps_dir(board) / "minibar"
+    assert sorted(p.name for p in base.iterdir() if not p.is_symlink()) == [
+        "2.0.1", "2.0.3", "data"]  # 2.0.2 (neither current nor previous) is gone
+    assert not store.mounted(second.root)
+    store.remove(board, "minibar")
+    assert not base.exists() and not store.mounted(first.root)
+
+
+def test_a_tampered_image_is_never_mounted(world: World, gw: Gateway) -> None:
+    board = gw.board
+    image = _publish(world, "2.0.1")
+    blob = world.server.settings.data / "tuf" / "blobs" / hashlib.sha384(
+        image.read_bytes()).hexdigest()
+    genuine = blob.read_bytes()
+    blob.write_bytes(genuine[:-1] + bytes([genuine[-1] ^ 1]))  # a mirror serving other bytes
+    with pytest.raises(IntegrityError):
+        gw.install("acme", "minibar", "2.0.1")
+    folder = store.apps_dir(board) / "minibar" / "2.0.1"
+    assert not (folder / "root").exists() or not store.mounted(folder / "root")
+    assert not (folder / "image.squashfs").exists()
+    blob.write_bytes(genuine)
+    installed = gw.install("acme", "minibar", "2.0.1")
+    store.unmount(installed.root)  # as at power-off; then the flash is altered
+    data = bytearray((folder / "image.squashfs").read_bytes())
+    data[len(data) // 2] ^= 1
+    (folder / "image.squashfs").write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        gw.install("acme", "minibar", "2.0.1")
+    assert not store.mounted(folder / "root")
+
+
+def test_an_unsigned_app_is_refused(world: World, gw: Gateway) -> None:
+    board = gw.board
+    _publish(world, "2.0.1")
+    with pytest.raises(SecurityError, match="not signed"):
+        gw.install("acme", "minibar", "9.9.9")
+    with pytest.raises(SecurityError, match="not signed"):
+        gw.install("other", "minibar", "2.0.1")
+    assert store.installed(board) == []
+
+
+def test_a_tenant_publishes_its_app_from_the_cli(world: World) -> None:
+    with world.admin() as client:
+        publish.add_tenant(client, world.ws, "acme", None, NOW)
+        tokens = {}
+        for tenant in ("acme", "other"):
+            client.call("POST", "/v1/tenants", {"name": tenant})
+            client.call("POST", "/v1/users", {"name": "boss", "role": "admin",
+                                              "tenant": tenant})
+            tokens[tenant] = client.call("POST", "/v1/tokens",
+                                         {"user": "boss", "tenant": tenant})["token"]
+    image = _build(world, "2.0.1")
+    key = world.ws.root / "keys" / "apps-acme.key"
+    for tenant, token in tokens.items():
+        env = {"EDGEWARD_CONFIG": str(world.tmp / f"op-{tenant}")}
+        token_file = world.tmp / f"{tenant}.token"
+        token_file.write_text(token)
+        edgeward("fleet", "login", "--server", world.server.url, "--ca", world.ca,
+                 "--token-file", token_file, env=env)
+        result = edgeward("app", "publish", image, "--key", key, "--json", ok=False, env=env)
+        if tenant == "acme":
+            assert result.returncode == 0, result.stderr
+            done = json.loads(result.stdout)
+            assert done["target"] == "apps/acme/minibar/2.0.1/minibar_2.0.1.squashfs"
+            assert done["role"] == "apps-acme"
+        else:  # another tenant's admin cannot sign acme's role in, even holding its key
+            assert result.returncode == 4 and "may publish only apps-other" in result.stderr
