@@ -116,3 +116,13 @@ def test_memory_and_pids_limits_hold(app: tuple[Path, Path]) -> None:
     group = cgroups.create("probe", 32 << 20, 0.5, 8)
     assert group.paths and all(p.exists() for p in group.paths)
     assert group == cgroups.existing("probe")
+
+
+def test_an_interface_not_granted_is_not_given(app: tuple[Path, Path]) -> None:
+    m = parse(b'name = "probe"\nversion = "1"\npublisher = "acme"\nsummary = "p"\n'
+              b'plugs = ["network"]\n')
+    script = ["bin/probe", "cat /proc/net/dev | tail -n +3 | cut -d: -f1"]
+    withheld = sandbox.run(m, app[0], app[1], USER, script, granted=set())
+    assert withheld.stdout.decode().split() == ["lo"]  # asked for, not granted: no network
+    given = sandbox.run(m, app[0], app[1], USER, script, granted={"network"})
+    assert given.stdout.decode().split() != ["lo"]

@@ -164,7 +164,7 @@ def test_desired_with_no_releases_is_none(db: Database) -> None:
         answer = desired.desired(s, s.get_one(Gateway, gateway_id), NOW)
     assert answer == {"os": None, "reason": "no release available for channel stable",
                       "rollout_id": None, "window": "", "window_open": True,
-                      "auto_update": True}
+                      "auto_update": True, "apps": []}
 
 
 def test_desired_follows_the_group_and_offers_a_usable_delta(db: Database) -> None:

@@ -72,7 +72,7 @@ def test_a_gateway_learns_what_to_install_and_reports_progress(fleet: Fleet) -> 
     setup = prepare(fleet, enrol=("gw-1",))
     assert setup.desired("gw-1") == {
         "os": None, "reason": "no release available for channel stable", "rollout_id": None,
-        "window": "", "window_open": True, "auto_update": True}
+        "window": "", "window_open": True, "auto_update": True, "apps": []}
     setup.publish(entry("1.0.0"))
     setup.publish(entry("1.0.0"), entry("1.1.0", "beta", 2))
     answer = setup.desired("gw-1")

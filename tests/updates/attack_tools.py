@@ -176,7 +176,7 @@ def lie_about_desired(monkeypatch: pytest.MonkeyPatch, version: str, model: str 
                        "channel": "stable", "kernel": f"os/{model}/{version}/kernel.img",
                        "rootfs": f"os/{model}/{version}/rootfs.img", "delta": None},
                 "reason": "attacker", "rollout_id": None, "window": "",
-                "window_open": True, "auto_update": True}
+                "window_open": True, "auto_update": True, "apps": []}
     monkeypatch.setattr(desired_service, "desired", offer)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edgeward.device.agent import Agent
-from edgeward.device.apps import store
-from edgeward.errors import IntegrityError, SecurityError
+from edgeward.device.apps import reconcile, store
+from edgeward.errors import InputError, IntegrityError, SecurityError
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
 from tests.conftest import REQUIRE_REAL
@@ -163,3 +163,48 @@ def test_a_tenant_publishes_its_app_from_the_cli(world: World) -> None:
             assert done["role"] == "apps-acme"
         else:  # another tenant's admin cannot sign acme's role in, even holding its key
             assert result.returncode == 4 and "may publish only apps-other" in result.stderr
+
+
+def test_a_group_runs_exactly_its_assigned_apps_with_what_is_granted(world: World,
+                                                                     gw: Gateway) -> None:
+    board = gw.board
+    source = world.tmp / "hvac"
+    (source / "bin").mkdir(parents=True)
+    (source / "app.toml").write_text(
+        'name = "hvac"\nversion = "1.0"\npublisher = "acme"\nsummary = "HVAC"\n'
+        'plugs = ["network", "bluez", "network-manager"]\n'
+        '[daemons.control]\nexec = "bin/control"\n')
+    (source / "bin" / "control").write_text("#!/bin/sh\nexit 0\n")
+    (source / "bin" / "control").chmod(0o755)
+    hvac = appimage.build(source, world.tmp / "images").path
+    _publish(world, "2.0.1")
+    with world.admin() as client:
+        publish_app(client, world.ws.key("apps-acme"), hvac, NOW)
+        client.call("POST", "/v1/tenants", {"name": "hotel"})
+        client.call("POST", "/v1/gateways/gw-1/assign", {"tenant": "hotel"})
+        client.call("POST", "/v1/groups", {"name": "lobby", "tenant": "hotel"})
+        client.call("POST", "/v1/groups/lobby/gateways", {"serial": "gw-1", "tenant": "hotel"})
+        client.call("PUT", "/v1/groups/lobby/apps/minibar",
+                    {"publisher": "acme", "version": "2.0.1", "tenant": "hotel"})
+        client.call("PUT", "/v1/groups/lobby/apps/hvac", {
+            "publisher": "acme", "version": "1.0", "grants": ["network", "bluez"],
+            "tenant": "hotel"})
+        with pytest.raises(InputError, match="unknown interface 'wifi'"):
+            client.call("PUT", "/v1/groups/lobby/apps/hvac", {
+                "publisher": "acme", "version": "1.0", "grants": ["wifi"], "tenant": "hotel"})
+    outcomes = {o.app: o for o in gw.agent.check_apps()}
+    assert {a: o.action for a, o in outcomes.items()} == {"hvac": "installed",
+                                                          "minibar": "installed"}
+    assert outcomes["hvac"].detail == "not granted: network-manager"  # said, not given
+    assert reconcile.granted(board, "hvac") == {"network", "bluez"}
+    assert reconcile.granted(board, "minibar") == set()
+    assert {o.action for o in gw.agent.check_apps()} == {"kept"}
+    _publish(world, "2.0.2")
+    with world.admin() as client:
+        client.call("PUT", "/v1/groups/lobby/apps/minibar",
+                    {"publisher": "acme", "version": "2.0.2", "tenant": "hotel"})
+        client.call("DELETE", "/v1/groups/lobby/apps/hvac?tenant=hotel")
+    outcomes = {o.app: o.action for o in gw.agent.check_apps()}
+    assert outcomes == {"minibar": "installed", "hvac": "removed"}
+    assert store.installed(board) == ["minibar"]
+    assert store.current(board, "minibar").version == "2.0.2"

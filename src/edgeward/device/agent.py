@@ -21,6 +21,7 @@ from typing import Any
 from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.base import Board
 from edgeward.device import attest, identity, keyring
+from edgeward.device.apps.reconcile import AppOutcome, reconcile
 from edgeward.device.boot.chain import boot as boot_chain
 from edgeward.device.boot.chain import last_boot
 from edgeward.device.updates.client import TufClient
@@ -150,6 +151,19 @@ class Agent:
         if done.action != "none":
             self.state.updates.append(done.to_dict())
 
+    def check_apps(self) -> list[AppOutcome]:
+        """Run what the group is assigned: install, switch or remove apps (TUF)."""
+        with self._client() as client:
+            wanted = client.call("GET", "/v1/gateway/desired").get("apps", [])
+        slot = str(self.boot.get("slot", "a"))
+        done = reconcile(self.board, wanted, lambda: TufClient(
+            self.board, self.settings.server, self._context(), slot))
+        for outcome in done:
+            if outcome.action != "kept" or outcome.detail:
+                self.say(f"app {outcome.app}: {outcome.action} {outcome.version} "
+                         f"{outcome.detail}".strip())
+        return done
+
     def check_updates(self, force: bool = False) -> Outcome:
         try:
             outcome = self.updater().check(force)
@@ -209,6 +223,7 @@ class Agent:
                     if self.settings.update_every and clock >= next_update:
                         next_update = clock + self.settings.update_every
                         self.check_updates()
+                        self.check_apps()  # apps never wait on the OS stream, nor it on them
                     self.state.failures, self.state.last_error = 0, ""
                     if self.settings.once:
                         break

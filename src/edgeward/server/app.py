@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeward import __version__, errors
-from edgeward.server.api import deps, gateways, operators, repository, updates
+from edgeward.server.api import apps, deps, gateways, operators, repository, updates
 from edgeward.server.api.repository import MAX_METADATA
 from edgeward.server.app_errors import status_of
 from edgeward.server.services.repository import MAX_BLOB
@@ -130,5 +130,6 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(operators.router)
     app.include_router(repository.router)
     app.include_router(updates.router)
+    app.include_router(apps.router)
     app.include_router(web.router)
     return app

@@ -39,8 +39,9 @@ def bwrap() -> str:
 
 
 def argv(manifest: AppManifest, image: Path, data: Path, command: list[str],
-         seccomp_fd: int) -> list[str]:
-    """The bubblewrap command line for ``command`` (argv[0] inside the image)."""
+         seccomp_fd: int, granted: set[str] | None = None) -> list[str]:
+    """The bubblewrap command line for ``command`` (argv[0] inside the image); an
+    interface counts only if the manifest asks for it and it is ``granted``."""
     args = [bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
             "--hostname", manifest.name, "--cap-drop", "ALL", "--seccomp", str(seccomp_fd),
             "--ro-bind", "/usr", "/usr"]
@@ -52,13 +53,16 @@ def argv(manifest: AppManifest, image: Path, data: Path, command: list[str],
              "--chdir", "/app", "--clearenv", "--setenv", "HOME", "/data",
              "--setenv", "PATH", "/app/bin:/usr/bin:/bin", "--setenv", "EDGEWARD_APP",
              manifest.name]
-    if "network" in manifest.interfaces():
+    interfaces = manifest.interfaces() & (granted if granted is not None else
+                                          manifest.interfaces())
+    if "network" in interfaces:
         args.append("--share-net")
     return [*args, "--", f"/app/{command[0]}", *command[1:]]
 
 
 def run(manifest: AppManifest, image: Path, data: Path, user: AppUser, command: list[str],
-        timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+        timeout: float = 60.0, granted: set[str] | None = None
+        ) -> subprocess.CompletedProcess[bytes]:
     """Run ``command`` to its end in the app's sandbox and cgroup (as root, which the
     launcher gives up before bubblewrap starts)."""
     group = cgroups.create(manifest.name, manifest.memory, manifest.cpu, manifest.pids)
@@ -66,6 +70,6 @@ def run(manifest: AppManifest, image: Path, data: Path, user: AppUser, command: 
         fd = bpf.fileno()
         launcher = [sys.executable, "-m", "edgeward.device.apps.launch", str(user.uid),
                     str(user.gid), ",".join(str(p) for p in group.procs), "--",
-                    *argv(manifest, image, data, command, fd)]
+                    *argv(manifest, image, data, command, fd, granted)]
         return subprocess.run(launcher, pass_fds=[fd], capture_output=True,
                               timeout=timeout, check=False)

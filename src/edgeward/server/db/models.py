@@ -143,6 +143,23 @@ class GatewayGroup(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
+class AppAssignment(Base):
+    """An app a group's gateways run: publisher (a tenant), name, version, and the
+    interfaces the operator grants it (what the manifest asks for beyond these is not
+    given)."""
+
+    __tablename__ = "app_assignments"
+    __table_args__ = (UniqueConstraint("group_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("gateway_groups.id", ondelete="CASCADE"))
+    publisher: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    grants: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
 class OsRelease(Base):
     """An OS release as the signed ``os`` TUF role lists it (kept when yanked: history)."""
 

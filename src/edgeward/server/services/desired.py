@@ -35,7 +35,7 @@ from edgeward.server.db.models import (
     Tenant,
     UpdateEvent,
 )
-from edgeward.server.services import groups, releases, stages
+from edgeward.server.services import appassign, groups, releases, stages
 from edgeward.server.services.stages import Stage
 
 
@@ -189,7 +189,8 @@ def desired(session: Session, gateway: Gateway, now: dt.datetime) -> dict[str, A
     return {"os": None if chosen is None else offer(chosen, running),
             "reason": choice.reason, "rollout_id": choice.rollout_id,
             "window": policy.window, "window_open": groups.window_open(policy.window, now),
-            "auto_update": policy.auto_update}
+            "auto_update": policy.auto_update,
+            "apps": appassign.for_gateway(session, gateway)}  # independent of the OS stream
 
 
 def offer(row: OsRelease, installed: str | None) -> dict[str, Any]:
