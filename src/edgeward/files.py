@@ -75,6 +75,14 @@ def remove_stale_temporaries(directory: Path, recursive: bool = False) -> list[s
     return gone
 
 
+def traversable_dir(path: Path) -> Path:
+    """A directory others may pass through but not list (0711): on the way to what a
+    sandboxed app is given, which it must reach by name."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o711)
+    os.chmod(path, 0o711)  # noqa: S103 (search only: no listing, no reading)
+    return path
+
+
 def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)

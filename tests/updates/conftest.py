@@ -66,9 +66,10 @@ class World:
             return publish.publish_os(client, self.ws, build, channel,
                                       dt.datetime.now(dt.UTC), stages=stages or ["100%"])
 
-    def gateway(self, serial: str) -> Agent:
-        """Provision, boot, enrol and attest a gateway; return its agent."""
-        device = self.tmp / serial
+    def gateway(self, serial: str, where: Path | None = None) -> Agent:
+        """Provision, boot, enrol and attest a gateway (in ``where``, default the test's
+        temp dir); return its agent."""
+        device = (where or self.tmp) / serial
         provision(self.factory, device, serial, None, NOW)
         board = VirtualBoard.open(device)
         assert boot(board).verdict == "booted"

@@ -8,13 +8,15 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edgeward.device.agent import Agent
-from edgeward.device.apps import reconcile, store
+from edgeward.device.apps import reconcile, store, users
 from edgeward.errors import InputError, IntegrityError, SecurityError
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
@@ -208,3 +210,51 @@ def test_a_group_runs_exactly_its_assigned_apps_with_what_is_granted(world: Worl
     assert outcomes == {"minibar": "installed", "hvac": "removed"}
     assert store.installed(board) == ["minibar"]
     assert store.current(board, "minibar").version == "2.0.2"
+
+
+def test_an_installed_app_runs_in_its_sandbox_from_the_cli(world: World) -> None:
+    _needs_root()
+    with world.admin() as client:
+        publish.add_tenant(client, world.ws, "acme", None, NOW)
+    # an app's own user must reach the data area: not under pytest's 0700 temp dirs
+    where = Path(tempfile.mkdtemp(prefix="edgeward-gw-", dir="/var/tmp"))
+    where.chmod(0o755)
+    agent = world.gateway("gw-9", where)
+    try:
+        source = world.tmp / "minibar-cli"
+        (source / "bin").mkdir(parents=True)
+        (source / "app.toml").write_text(
+            'name = "minibar"\nversion = "3.0"\npublisher = "acme"\nsummary = "Minibar"\n'
+            '[commands.status]\nexec = "bin/status"\n')
+        (source / "bin" / "status").write_text(
+            "#!/bin/sh\necho minibar 3.0 as $(id -u); echo stock > /data/stock; "
+            "cat /etc/hostname 2>/dev/null || echo no-etc\n")
+        (source / "bin" / "status").chmod(0o755)
+        image = appimage.build(source, world.tmp / "images").path
+        with world.admin() as client:
+            publish_app(client, world.ws.key("apps-acme"), image, NOW)
+        tuf = agent.updater().tuf("a")
+        try:
+            store.install(agent.board, tuf, "acme", "minibar", "3.0")
+        finally:
+            tuf.close()
+        device = where / "gw-9"
+        ran = edgeward("device", "apps", "run", "--device", device, "minibar", "status")
+        uid = users.user_for(agent.board, "minibar").uid
+        assert ran.stdout.split("\n")[0] == f"minibar 3.0 as {uid}"
+        assert "no-etc" in ran.stdout  # the host's /etc is not in its view
+        data = store.current(agent.board, "minibar").data
+        assert (data / "stock").stat().st_uid == uid  # its one writable directory
+        listed = json.loads(edgeward("device", "apps", "list", "--device", device,
+                                     "--json").stdout)
+        assert listed == [{"app": "minibar", "version": "3.0", "publisher": "acme",
+                           "mounted": True, "granted": [], "programs": ["status"]}]
+        missing = edgeward("device", "apps", "run", "--device", device, "minibar", "nope",
+                           ok=False)
+        assert missing.returncode == 3 and "has no command or daemon 'nope'" in missing.stderr
+        edgeward("device", "apps", "remove", "--device", device, "minibar")
+        assert store.installed(agent.board) == []
+    finally:
+        for name in store.installed(agent.board):
+            store.remove(agent.board, name)
+        shutil.rmtree(where, ignore_errors=True)

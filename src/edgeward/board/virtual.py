@@ -21,7 +21,12 @@ from pathlib import Path
 from edgeward.board import bootenv, fuses
 from edgeward.board.base import PARTITIONS, Board
 from edgeward.errors import FuseError, InputError
-from edgeward.files import private_dir, remove_stale_temporaries, write_atomic
+from edgeward.files import (
+    private_dir,
+    remove_stale_temporaries,
+    traversable_dir,
+    write_atomic,
+)
 from edgeward.trust.digest import sha384
 from edgeward.trust.hashtree import Reader
 from edgeward.trust.measurement import INITIAL
@@ -46,10 +51,10 @@ class VirtualBoard(Board):
     @classmethod
     def create(cls, root: Path) -> VirtualBoard:
         """A blank board: unburnt fuses, empty flash."""
-        private_dir(root)
+        traversable_dir(root)  # the way to the data area: passable, not listable
         board = cls(root)
-        private_dir(board._flash)
-        private_dir(board._flash / "data")
+        traversable_dir(board._flash)
+        traversable_dir(board._flash / "data")
         private_dir(board._ram)
         if not board._fuses.exists():
             write_atomic(board._fuses, fuses.blank(), mode=0o600)

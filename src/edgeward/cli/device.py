@@ -11,6 +11,7 @@ from rich.table import Table
 
 from edgeward.board.virtual import VirtualBoard
 from edgeward.cli.common import device_option, json_option
+from edgeward.cli.device_apps import apps
 from edgeward.cli.output import byte_progress, console, emit_json, err_console
 from edgeward.device import attest as attest_mod
 from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
@@ -25,6 +26,9 @@ from edgeward.files import write_atomic
 @click.group()
 def device() -> None:
     """The gateway side: boot, attest, status."""
+
+
+device.add_command(apps)
 
 
 def print_boot(report: BootReport) -> None:

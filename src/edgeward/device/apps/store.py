@@ -27,7 +27,7 @@ from edgeward.board.base import Board
 from edgeward.device.updates.client import TufClient
 from edgeward.device.updates.fetcher import download
 from edgeward.errors import IntegrityError, NotFound, StateError, ToolError
-from edgeward.files import private_dir
+from edgeward.files import traversable_dir
 from edgeward.trust.appmanifest import MANIFEST, AppManifest, parse
 from edgeward.trust.targets import app_path, check_name, parse_app_target
 
@@ -44,7 +44,11 @@ class Installed:
 
 
 def apps_dir(board: Board) -> Path:
-    return private_dir(board.data_dir / "edgeward" / "apps")
+    """Passable (0711) down to each app, so its unprivileged sandbox can reach what it is
+    given; an app's data directory is its user's alone (0700)."""
+    traversable_dir(board.data_dir)
+    traversable_dir(board.data_dir / "edgeward")
+    return traversable_dir(board.data_dir / "edgeward" / "apps")
 
 
 def _run(*cmd: str) -> None:
@@ -78,8 +82,8 @@ def install(board: Board, tuf: TufClient, tenant: str, name: str, version: str) 
     info = parse_app_target(target.path, target.unrecognized_fields)
     if (info.publisher, info.name, info.version) != (tenant, name, version):
         raise IntegrityError(f"target {target.path} describes another app")
-    folder = apps_dir(board) / check_name(name, "app") / version
-    folder.mkdir(parents=True, exist_ok=True)
+    traversable_dir(apps_dir(board) / check_name(name, "app"))
+    folder = traversable_dir(apps_dir(board) / name / version)
     image = folder / IMAGE
     if not image.exists():
         part = folder / (IMAGE + ".part")

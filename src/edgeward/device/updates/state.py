@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.board.base import Board
-from edgeward.files import private_dir, write_atomic
+from edgeward.files import private_dir, traversable_dir, write_atomic
 
 PHASES = ("idle", "downloading", "staged")
 MAX_PENDING = 32
@@ -47,7 +47,7 @@ def work_dir(board: Board) -> Path:
 
 
 def _path(board: Board) -> Path:
-    return private_dir(board.data_dir / "edgeward") / "update.json"
+    return traversable_dir(board.data_dir / "edgeward") / "update.json"
 
 
 def load(board: Board) -> UpdateState:
