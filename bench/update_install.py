@@ -266,7 +266,7 @@ def run(size_mb: int, small_mb: int, repeat: int, commit: bool) -> dict[str, Any
                 setup[label] = {"tree_MiB": mb, "version": version,
                                 "release_build_s": round(t1 - t0, 2),
                                 "publish_upload_s": round(t2 - t1, 2)}
-            devices = {label: w.gateway(f"bench-{label}") for label in sizes}
+            devices = {label: w.gateway(f"bench-{label}").board.root for label in sizes}
             full = builds["full"].rootfs
             nbytes = full.stat().st_size
 

@@ -1,104 +1,27 @@
-"""A world for update tests, made for real: a fleet server with an initialised TUF
-repository, a release workspace of offline keys, a factory whose first release
-ships that TUF root, and gateways provisioned from it, enrolled and attested.
-
-The expensive parts (keys, the factory's release, the repository's first
-metadata) are made once per session and copied per test.
-"""
+"""Update tests run in a real world (tests/updates/world.py): the expensive parts
+(keys, the factory's release, the repository's first metadata) are made once per
+session and copied per test."""
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from edgeward.api_client import ApiClient, tls_context
-from edgeward.board.virtual import VirtualBoard
-from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
-from edgeward.device.boot.chain import boot
-from edgeward.factory import station
-from edgeward.factory.provision import provision
-from edgeward.files import load_private_key
-from edgeward.release import osbuild, publish, roles, workspace
-from edgeward.server.runner import Running, Settings
-from edgeward.server.services.repository import ServerRepository
-from edgeward.trust.targets import OS_ROLE
-from tests.conftest import NOW, require_tool
-from tests.server.harness import free_port
+from tests.conftest import require_tool
+from tests.updates.world import MODEL, World, make, serve
 
-MODEL = "ew-gw1"
-
-
-@dataclass
-class World:
-    tmp: Path
-    server: Running
-    ws: workspace.Workspace
-    factory: station.Factory
-    boards: dict[str, VirtualBoard] = field(default_factory=dict)
-    agents: dict[str, Agent] = field(default_factory=dict)
-
-    @property
-    def ca(self) -> Path:
-        return self.server.settings.data / "tls" / "server-ca.pem"
-
-    def admin(self) -> ApiClient:
-        token = (self.server.settings.data / "admin-token").read_text()
-        return ApiClient(self.server.url, tls_context(str(self.ca)), token)
-
-    def kernel_key(self):  # type: ignore[no-untyped-def]
-        return load_private_key(self.factory.root / "offline" / "kernel.key", None, "kernel")
-
-    def build(self, version: str, svn: int, base: Path | None = None, **kw: object
-              ) -> osbuild.Build:
-        return osbuild.build(self.tmp / f"build-{version}", version, svn, MODEL,
-                             self.kernel_key(), self.ws.root_json.read_bytes(), base,
-                             **kw)  # type: ignore[arg-type]
-
-    def publish(self, build: osbuild.Build, channel: str = "stable",
-                stages: list[str] | None = None) -> publish.Published:
-        """Publish to ``channel``; its rollout is one 100% stage unless ``stages`` says."""
-        with self.admin() as client:
-            return publish.publish_os(client, self.ws, build, channel,
-                                      dt.datetime.now(dt.UTC), stages=stages or ["100%"])
-
-    def gateway(self, serial: str, where: Path | None = None) -> Agent:
-        """Provision, boot, enrol and attest a gateway (in ``where``, default the test's
-        temp dir); return its agent."""
-        device = (where or self.tmp) / serial
-        provision(self.factory, device, serial, None, NOW)
-        board = VirtualBoard.open(device)
-        assert boot(board).verdict == "booted"
-        remember_server_ca(board, self.ca)
-        agent = Agent(board, AgentSettings(self.server.url, once=True, update_every=0,
-                                           backoff_base=0.01, backoff_cap=0.05))
-        agent.run()
-        assert agent.state.attestation == "attested"
-        self.boards[serial], self.agents[serial] = board, agent
-        return agent
+__all__ = ["MODEL", "World"]
 
 
 @pytest.fixture(scope="session")
 def world_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Server data (online keys + initialised repository), workspace, factory."""
     require_tool("mksquashfs")
     require_tool("zstd")
     root = tmp_path_factory.mktemp("update-world")
-    repo = ServerRepository(root / "server" / "tuf", lambda: dt.datetime.now(dt.UTC))
-    ws = workspace.create(root / "ws", 3, 2, None)
-    root_keys = [ws.new_key(n) for n in ws.root_keys]
-    targets_key, os_key = ws.new_key("targets"), ws.new_key(OS_ROLE)
-    published = repo.online_public()
-    online = {role: publish.online_key(published[role]) for role in ("snapshot", "timestamp")}
-    r, t, o = roles.initial(root_keys, 2, targets_key, os_key, online, NOW)
-    repo.initialise(r.to_bytes(), t.to_bytes(), {OS_ROLE: o.to_bytes()})
-    (ws.root_json).write_bytes(r.to_bytes())
-    station.init(root / "factory", MODEL, "Test Gateways Ltd", "1.0.0", 1, None, NOW,
-                 r.to_bytes())
+    make(root)
     return root
 
 
@@ -106,8 +29,5 @@ def world_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def world(world_template: Path, tmp_path: Path) -> Iterator[World]:
     for name in ("server", "ws", "factory"):
         shutil.copytree(world_template / name, tmp_path / name)
-    fac = station.open_factory(tmp_path / "factory")
-    settings = Settings(tmp_path / "server", None, "127.0.0.1", free_port(),
-                        (fac.root / "ca.pem",), (fac.release.known_good,))
-    with Running(settings, dt.datetime.now(dt.UTC)) as server:
-        yield World(tmp_path, server, workspace.open_workspace(tmp_path / "ws", None), fac)
+    with serve(tmp_path) as running:
+        yield running
