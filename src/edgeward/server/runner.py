@@ -35,10 +35,9 @@ from edgeward.server.services.registry import Trust
 from edgeward.server.services.repository import ServerRepository
 from edgeward.server.state import ServerState
 from edgeward.server.tls import TLSExtensionProtocol
-from edgeward.trust import certs, publication
+from edgeward.trust import certs
 from edgeward.trust.digest import sha384_hex
 from edgeward.trust.quote import KnownGood
-from edgeward.trust.targets import OS_ROLE
 
 # Idle keep-alive connections are kept well past the agent's 30 s heartbeat: a check-in
 # on an open connection costs a fraction of a new mutual-TLS handshake.
@@ -102,10 +101,7 @@ def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.
     write_atomic(bundle, b"".join(certs.cert_pem(ca) for ca in cas))
     state = ServerState(db, Trust(cas), known)
     repo = state.repository = ServerRepository(data / "tuf", lambda: state.clock())
-    if OS_ROLE in repo.roles():
-        state.known_good = known.merged(KnownGood({
-            k: frozenset(v) for k, v in publication.measurements(
-                repo.current(OS_ROLE).signed.targets).items()}))
+    state.known_good = known.merged(repo.known_good())
     config = uvicorn.Config(
         create_app(state), host=settings.host, port=settings.port, http=TLSExtensionProtocol,
         ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),

@@ -29,7 +29,6 @@ from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.services.repository import ServerRepository
 from edgeward.server.state import ServerState, state_of
 from edgeward.trust import publication
-from edgeward.trust.quote import KnownGood
 from edgeward.trust.targets import OS_ROLE, parse_os_target
 
 router = APIRouter(tags=["repository"])
@@ -67,8 +66,7 @@ def after_publish(state: ServerState, session: Any, role: str) -> None:
     if role != OS_ROLE or OS_ROLE not in repo.roles():
         return
     signed: Targets = repo.current(OS_ROLE).signed
-    state.known_good = state.known_good.merged(KnownGood({
-        k: frozenset(v) for k, v in publication.measurements(signed.targets).items()}))
+    state.known_good = state.known_good.merged(repo.known_good())
     release_index.sync(session, release_entries(signed), state.clock())
 
 

@@ -36,7 +36,8 @@ from tuf.repository import Repository as TufRepository
 from edgeward.errors import Conflict, InputError, NotFound, StateError
 from edgeward.files import load_private_key, private_dir, save_private_key, write_atomic
 from edgeward.trust import keys, publication
-from edgeward.trust.targets import HEX384
+from edgeward.trust.quote import KnownGood
+from edgeward.trust.targets import HEX384, OS_ROLE
 from edgeward.trust.tufkeys import same_key, signer, tuf_key
 
 SNAPSHOT_LIFETIME = dt.timedelta(days=7)
@@ -129,6 +130,13 @@ class ServerRepository(TufRepository):
 
     def roles(self) -> list[str]:
         return sorted(self._current)
+
+    def known_good(self) -> KnownGood:
+        """What the published OS releases say attestation may accept."""
+        if OS_ROLE not in self._current:
+            return KnownGood()
+        return KnownGood({k: frozenset(v) for k, v in publication.measurements(
+            self._current[OS_ROLE].signed.targets).items()})
 
     # --- tuf.repository.Repository --------------------------------------------
     def open(self, role: str) -> Metadata[Any]:
