@@ -1,67 +1,28 @@
 """An app command in its real sandbox: bubblewrap namespaces, its own unprivileged user,
-no capabilities, no_new_privs, the seccomp allow-list, cgroup limits, and a view of
-nothing but its image, /usr and its own data directory."""
+no capabilities, no_new_privs, Landlock to exactly what it is granted, the seccomp
+allow-list, cgroup limits, the egress filter; and every refusal heard by the agent's
+audit monitor."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import socket
+import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from edgeward.device.apps import cgroups, sandbox
+from edgeward.device.apps import cgroups, launch, sandbox
 from edgeward.device.apps.syscalls import ALLOWED, FORBIDDEN
-from edgeward.trust.appmanifest import parse
-from tests.conftest import REQUIRE_REAL, require_tool
+from tests.device.sandboxing import USER, App, Reports
 
-USER = sandbox.AppUser(23456, 23456)
-
-
-@pytest.fixture
-def app() -> Iterator[tuple[Path, Path]]:
-    require_tool("bwrap")
-    if os.geteuid() != 0:
-        message = "the agent runs as root to start sandboxes"
-        if REQUIRE_REAL:
-            pytest.fail(message)
-        pytest.skip(message)
-    # the app's user must be able to reach its image and data (pytest's tmp is 0700)
-    root = Path(tempfile.mkdtemp(prefix="edgeward-sandbox-", dir="/var/tmp"))
-    root.chmod(0o755)
-    try:
-        yield _make(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-        for name in ("probe", "forker"):
-            cgroups.remove(cgroups.existing(name))
+MOUNT = ("python3 -c 'import ctypes,os; l=ctypes.CDLL(None,use_errno=True); "
+         "r=l.syscall(165,b\"x\",b\"/tmp\",b\"tmpfs\",0,0); "
+         "print(\"mount\", r, os.strerror(ctypes.get_errno()))'")
 
 
-def _make(tmp_path: Path) -> tuple[Path, Path]:
-    image = tmp_path / "image"
-    (image / "bin").mkdir(parents=True)
-    probe = image / "bin" / "probe"
-    probe.write_text("#!/bin/sh\nexec /bin/sh -c \"$1\"\n")
-    probe.chmod(0o755)
-    data = tmp_path / "data"
-    data.mkdir()
-    os.chown(data, USER.uid, USER.gid)
-    return image, data
-
-
-def _run(app: tuple[Path, Path], script: str, manifest: bytes = b"",
-         name: str = "probe") -> tuple[int, str]:
-    m = parse(f'name = "{name}"\nversion = "1"\npublisher = "acme"\nsummary = "p"\n'
-              .encode() + manifest)
-    done = sandbox.run(m, app[0], app[1], USER, ["bin/probe", script])
-    return done.returncode, done.stdout.decode() + done.stderr.decode()
-
-
-def test_the_app_runs_as_its_own_user_without_privileges(app: tuple[Path, Path]) -> None:
-    code, out = _run(app, "id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' "
-                          "/proc/self/status; echo pid=$$; hostname")
+def test_the_app_runs_as_its_own_user_without_privileges(app: App) -> None:
+    code, out = app.run("id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' "
+                        "/proc/self/status; echo pid=$$; hostname")
     assert code == 0, out
     lines = out.split()
     assert lines[0] == str(USER.uid) and lines[1] == str(USER.gid)
@@ -73,56 +34,154 @@ def test_the_app_runs_as_its_own_user_without_privileges(app: tuple[Path, Path])
     assert lines[-1] == "probe"  # its own UTS namespace
 
 
-def test_the_app_sees_only_its_view(app: tuple[Path, Path]) -> None:
-    secret = app[0].parent / "agent-state"
-    secret.write_text("not for apps")
-    code, out = _run(app, f"ls /; cat /etc/shadow; cat {secret}; ls /app; "
-                          "touch /data/mine && echo wrote-data; touch /app/x || echo ro-app; "
-                          "touch /usr/x || echo ro-usr")
-    assert "wrote-data" in out and "ro-app" in out and "ro-usr" in out
+def test_the_system_is_read_only_and_readable_only_where_granted(app: App,
+                                                                 reports: Reports) -> None:
+    outside = app.root / "agent-state"
+    outside.write_text("not for apps")
+    outside.chmod(0o644)  # readable by file permissions: only Landlock stands in the way
+    code, out = app.run(f"cat /etc/passwd >/dev/null && echo passwd; cat {outside}; "
+                        "ls /app >/dev/null && echo app; echo x > $HOME/mine && echo wrote; "
+                        "touch /app/x || echo ro-app; touch /usr/x || echo ro-usr; "
+                        "cat /etc/shadow || echo no-shadow")
+    assert "passwd" in out and "app" in out and "wrote" in out
+    assert "ro-app" in out and "ro-usr" in out and "no-shadow" in out
     assert "not for apps" not in out
-    listing = set(out.split("\n", 1)[0].split()) if out else set()
-    assert "etc" not in listing and "home" not in listing and "root" not in listing
-    assert (app[1] / "mine").stat().st_uid == USER.uid
+    assert (app.data / "mine").stat().st_uid == USER.uid
+    landlock = reports.wait(lambda d: d.target == str(outside))
+    assert (landlock.kind, landlock.access, landlock.mechanism) == ("file", "read", "landlock")
+    shadow = reports.wait(lambda d: d.target == "/etc/shadow")
+    assert shadow.access == "read" and shadow.comm == "cat" and not shadow.allowed
+    reports.wait(lambda d: d.target.startswith("/usr") and d.mechanism == "read-only")
 
 
-def test_forbidden_calls_are_denied(app: tuple[Path, Path]) -> None:
+def test_forbidden_calls_are_denied_and_reported(app: App, reports: Reports) -> None:
     assert not set(FORBIDDEN) & set(ALLOWED)
-    code, out = _run(app, "unshare -U true && echo UNSHARED; "
-                          "python3 -c 'import ctypes,os; l=ctypes.CDLL(None,use_errno=True); "
-                          "r=l.syscall(165,b\"x\",b\"/tmp\",b\"tmpfs\",0,0); "
-                          "print(\"mount\", r, os.strerror(ctypes.get_errno()))'")
+    code, out = app.run(f"unshare -U true && echo UNSHARED; {MOUNT}")
     assert "UNSHARED" not in out
     assert "mount -1 Operation not permitted" in out
+    mount = reports.wait(lambda d: d.target == "mount")
+    assert (mount.kind, mount.mechanism, mount.allowed) == ("syscall", "seccomp", False)
+    assert mount.what == "system call mount denied (seccomp)"
+    reports.wait(lambda d: d.target == "unshare")
 
 
-def test_no_network_without_the_plug(app: tuple[Path, Path]) -> None:
-    code, out = _run(app, "cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+def test_complain_mode_logs_and_allows(app: App, reports: Reports) -> None:
+    query = ("python3 -c 'import ctypes; l=ctypes.CDLL(None); "
+             "print(\"persona\", l.syscall(135, 0xffffffff))'")  # personality(): not allowed
+    code, out = app.run(query)
+    assert "persona -1" in out
+    reports.wait(lambda d: d.target == "personality" and not d.allowed)
+    code, out = app.run(query, complain=True)
+    assert "persona 0" in out, out  # let through to the kernel, which answers
+    logged = reports.wait(lambda d: d.target == "personality" and d.allowed)
+    assert logged.what == "system call personality would be denied (seccomp)"
+
+
+def test_no_network_without_the_plug(app: App) -> None:
+    script = "cat /proc/net/dev | tail -n +3 | cut -d: -f1"
+    code, out = app.run(script)
     assert out.split() == ["lo"]
-    code, out = _run(app, "cat /proc/net/dev | tail -n +3 | cut -d: -f1",
-                     b'plugs = ["network"]\n')
-    assert len(out.split()) > 1 or out.split() != ["lo"]
+    code, out = app.run(script, b'plugs = ["network"]\n')
+    assert out.split() != ["lo"]
 
 
-def test_memory_and_pids_limits_hold(app: tuple[Path, Path]) -> None:
+@pytest.fixture
+def servers() -> Iterator[tuple[int, int]]:
+    """Two TCP listeners on the loopback: one the app may reach, one it may not."""
+    socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    stop = threading.Event()
+
+    def serve(s: socket.socket) -> None:
+        s.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = s.accept()
+                conn.sendall(b"hello\n")
+                conn.close()
+            except OSError:
+                continue
+
+    threads = [threading.Thread(target=serve, args=(s,), daemon=True) for s in socks]
+    for t in threads:
+        t.start()
+    try:
+        yield socks[0].getsockname()[1], socks[1].getsockname()[1]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        for s in socks:
+            s.close()
+
+
+def test_egress_reaches_only_the_allow_list(app: App, reports: Reports,
+                                            servers: tuple[int, int]) -> None:
+    allowed, other = servers
+    connect = ("python3 -c 'import socket,sys\nfor p in sys.argv[1:]:\n try:\n"
+               "  s=socket.create_connection((\"127.0.0.1\",int(p)),2); print(p, s.recv(9))\n"
+               " except OSError as e: print(p, e)' " f"{allowed} {other}")
+    manifest = (b'plugs = ["network"]\n[egress]\nallow = ["127.0.0.1/32:'
+                + str(allowed).encode() + b'"]\n')
+    code, out = app.run(connect, manifest)
+    assert f"{allowed} b'hello\\n'" in out, out
+    assert f"{other} [Errno 1] Operation not permitted" in out, out
+    blocked = reports.wait(lambda d: d.kind == "network")
+    assert blocked.target == f"127.0.0.1:{other}" and blocked.mechanism == "egress"
+    assert blocked.access == "connect"
+    code, out = app.run(connect, b'plugs = ["network"]\n')  # no allow-list: nowhere
+    assert f"{allowed} [Errno 1]" in out
+
+
+def test_binding_needs_network_bind(app: App, reports: Reports) -> None:
+    bind = ("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); "
+            "print(\"ephemeral\"); s=socket.socket(); s.bind((\"127.0.0.1\", 18089)); "
+            "print(\"bound\")'")
+    code, out = app.run(bind, b'plugs = ["network"]\n')
+    assert "ephemeral" in out and "bound" not in out and "Permission denied" in out
+    refused = reports.wait(lambda d: d.access == "bind")
+    assert refused.target.endswith(":18089") and refused.mechanism == "landlock"
+    code, out = app.run(bind, b'plugs = ["network", "network-bind"]\n')
+    assert "bound" in out, out
+
+
+def test_memory_and_pids_limits_hold(app: App) -> None:
     grab = "python3 -c 'b = bytearray({} * 1024 * 1024); print(\"allocated\")'"
-    code, out = _run(app, grab.format(100), b'[resources]\nmemory = "256M"\n')
+    code, out = app.run(grab.format(100), b'[resources]\nmemory = "256M"\n')
     assert code == 0 and "allocated" in out  # room enough: it runs
-    code, out = _run(app, grab.format(200), b'[resources]\nmemory = "32M"\n')
+    before = cgroups.counters(cgroups.existing("probe"))
+    code, out = app.run(grab.format(200), b'[resources]\nmemory = "32M"\n')
     assert code == 137 and "allocated" not in out  # killed at its 32 MiB limit
-    code, out = _run(app, "for i in $(seq 20); do sleep 1 & done; wait; echo done",
-                     b'[resources]\npids = 8\n', name="forker")  # a cgroup of its own
+    assert cgroups.counters(cgroups.existing("probe"))["oom_kill"] > before["oom_kill"]
+    code, out = app.run("for i in $(seq 20); do sleep 1 & done; wait; echo done",
+                        b'[resources]\npids = 8\n', name="forker")  # a cgroup of its own
     assert "Cannot fork" in out, out
+    assert cgroups.counters(cgroups.existing("forker"))["pids_max"] > 0
     group = cgroups.create("probe", 32 << 20, 0.5, 8)
     assert group.paths and all(p.exists() for p in group.paths)
     assert group == cgroups.existing("probe")
 
 
-def test_an_interface_not_granted_is_not_given(app: tuple[Path, Path]) -> None:
-    m = parse(b'name = "probe"\nversion = "1"\npublisher = "acme"\nsummary = "p"\n'
-              b'plugs = ["network"]\n')
-    script = ["bin/probe", "cat /proc/net/dev | tail -n +3 | cut -d: -f1"]
-    withheld = sandbox.run(m, app[0], app[1], USER, script, granted=set())
+def test_an_interface_not_granted_is_not_given(app: App) -> None:
+    script = "cat /proc/net/dev | tail -n +3 | cut -d: -f1"
+    plan = app.plan(script, b'plugs = ["network"]\n', granted=set())
+    assert plan.withheld == ("network",) and plan.granted == ()
+    withheld = launch.run(plan, USER)
     assert withheld.stdout.decode().split() == ["lo"]  # asked for, not granted: no network
-    given = sandbox.run(m, app[0], app[1], USER, script, granted={"network"})
+    given = launch.run(app.plan(script, b'plugs = ["network"]\n', granted={"network"}), USER)
     assert given.stdout.decode().split() != ["lo"]
+
+
+def test_the_plan_is_the_interfaces_rules() -> None:
+    from edgeward.trust.appmanifest import parse
+
+    m = parse(b'name = "probe"\nversion = "1"\npublisher = "acme"\nsummary = "p"\n'
+              b'plugs = ["serial-port:ttyUSB0", "log-observe", "bluez", "network-manager"]\n')
+    from pathlib import Path
+
+    plan = sandbox.plan(m, Path("/i"), Path("/d"), ["bin/x"],
+                        {"serial-port:ttyUSB0", "bluez"}, sandbox.Peripherals())
+    assert plan.granted == ("serial-port:ttyUSB0", "bluez")
+    assert plan.withheld == ("log-observe", "network-manager")
+    assert plan.rules.devices == ("/dev/ttyUSB0",) and plan.rules.groups == ("dialout",)
+    assert plan.rules.dbus == ("org.bluez",) and "/var/log" not in plan.rules.read
+    assert plan.needs_bus and not plan.shares_network

@@ -227,7 +227,7 @@ def test_an_installed_app_runs_in_its_sandbox_from_the_cli(world: World) -> None
             'name = "minibar"\nversion = "3.0"\npublisher = "acme"\nsummary = "Minibar"\n'
             '[commands.status]\nexec = "bin/status"\n')
         (source / "bin" / "status").write_text(
-            "#!/bin/sh\necho minibar 3.0 as $(id -u); echo stock > /data/stock; "
+            "#!/bin/sh\necho minibar 3.0 as $(id -u); echo stock > \"$EDGEWARD_DATA/stock\"; "
             "cat /etc/hostname 2>/dev/null || echo no-etc\n")
         (source / "bin" / "status").chmod(0o755)
         image = appimage.build(source, world.tmp / "images").path
@@ -242,7 +242,7 @@ def test_an_installed_app_runs_in_its_sandbox_from_the_cli(world: World) -> None
         ran = edgeward("device", "apps", "run", "--device", device, "minibar", "status")
         uid = users.user_for(agent.board, "minibar").uid
         assert ran.stdout.split("\n")[0] == f"minibar 3.0 as {uid}"
-        assert "no-etc" in ran.stdout  # the host's /etc is not in its view
+        assert "no-etc" in ran.stdout  # the host's /etc is not readable beyond its rules
         data = store.current(agent.board, "minibar").data
         assert (data / "stock").stat().st_uid == uid  # its one writable directory
         listed = json.loads(edgeward("device", "apps", "list", "--device", device,

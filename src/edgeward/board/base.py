@@ -98,3 +98,12 @@ class Board(abc.ABC):
     @abc.abstractmethod
     def ram_file(self, name: str) -> Path:
         """A RAM entry as a file path, for APIs that only take paths (TLS key loading)."""
+
+    # --- peripherals apps may be granted ------------------------------------------
+    @abc.abstractmethod
+    def serial_ports(self) -> dict[str, Path]:
+        """Serial ports by name (``ttyUSB0``) and their device nodes."""
+
+    @abc.abstractmethod
+    def gpio_dir(self) -> Path | None:
+        """The directory of the GPIO lines (``gpioN/value``, ``gpioN/direction``)."""

@@ -8,13 +8,17 @@
     DEV/flash/data/        the data area
     DEV/ram/               volatile: cleared at power-on (HUK lock, register, event log,
                            the keys a verified boot opened)
+    DEV/peripherals/serial/<name>   serial ports: character device nodes (root:dialout 0660)
+    DEV/peripherals/gpio/gpioN/     GPIO lines: value and direction (the virtual controller)
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +181,40 @@ class VirtualBoard(Board):
 
     def ram_file(self, name: str) -> Path:
         return self._ram / name
+
+    # --- peripherals ---------------------------------------------------------------
+    def serial_ports(self) -> dict[str, Path]:
+        folder = self.root / "peripherals" / "serial"
+        if not folder.is_dir():
+            return {}
+        return {p.name: p for p in sorted(folder.iterdir()) if p.is_char_device()}
+
+    def gpio_dir(self) -> Path | None:
+        folder = self.root / "peripherals" / "gpio"
+        return folder if folder.is_dir() else None
+
+    def attach_serial(self, name: str, device: Path) -> Path:
+        """Plug a serial port in: a node named ``name`` for the character device behind
+        ``device`` (a pseudo-terminal in tests), root:dialout 0660 as udev makes them."""
+        if not name.isalnum() or not name.startswith("tty"):
+            raise InputError(f"{name!r} is not a serial port name")
+        folder = traversable_dir(traversable_dir(self.root / "peripherals") / "serial")
+        rdev = os.stat(device).st_rdev
+        node = folder / name
+        node.unlink(missing_ok=True)
+        os.mknod(node, 0o660 | stat.S_IFCHR, rdev)
+        with contextlib.suppress(KeyError):
+            os.chown(node, 0, grp.getgrnam("dialout").gr_gid)
+        os.chmod(node, 0o660)
+        return node
+
+    def add_gpio_line(self, line: int) -> Path:
+        """A line of the virtual GPIO controller (root's until an app is granted it)."""
+        folder = traversable_dir(traversable_dir(self.root / "peripherals") / "gpio")
+        path = folder / f"gpio{line}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        for name, value in (("value", "0\n"), ("direction", "in\n")):
+            if not (path / name).exists():
+                (path / name).write_text(value)
+            os.chmod(path / name, 0o600)
+        return path

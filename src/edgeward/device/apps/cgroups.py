@@ -2,7 +2,12 @@
 has that (one directory per controller).
 
 The app's cgroup is made below the agent's own (``/proc/self/cgroup``), so the
-agent never needs more of the hierarchy than it was given.
+agent never needs more of the hierarchy than it was given. The egress filter is a
+cgroup v2 BPF program: on a v1 host with the unified hierarchy mounted beside it
+(``/sys/fs/cgroup/unified``) the app gets a v2 cgroup there as well, for that alone.
+
+:func:`counters` reads the limit events (an OOM kill, a fork refused at the pids
+limit) that the supervisor turns into reports.
 """
 
 from __future__ import annotations
@@ -20,12 +25,20 @@ CPU_PERIOD_US = 100_000
 
 @dataclass(frozen=True)
 class AppCgroup:
-    paths: tuple[Path, ...]  # one (v2) or one per controller (v1)
+    paths: tuple[Path, ...]  # one (v2) or one per controller (v1), and the v2 one for BPF
     version: int
+    unified: Path | None = None  # the v2 cgroup the egress filter attaches to
 
     @property
     def procs(self) -> tuple[Path, ...]:
         return tuple(p / "cgroup.procs" for p in self.paths)
+
+    def members(self) -> set[int]:
+        found: set[int] = set()
+        for procs in self.procs:
+            with contextlib.suppress(OSError, ValueError):
+                found |= {int(line) for line in procs.read_text().split()}
+        return found
 
 
 def _own(controller: str) -> str:
@@ -43,18 +56,29 @@ def version(root: Path = ROOT) -> int:
     return 2 if (root / "cgroup.controllers").exists() else 1
 
 
+def _name(app: str) -> str:
+    return f"edgeward-app-{app}"
+
+
+def _unified(app: str, root: Path) -> Path | None:
+    """The v2 directory for the app on a v1 host (None where there is no unified
+    hierarchy beside v1)."""
+    hybrid = root / "unified"
+    if not (hybrid / "cgroup.procs").exists():
+        return None
+    return hybrid / _own("").lstrip("/") / _name(app)
+
+
 def create(app: str, memory: int, cpu: float, pids: int, root: Path = ROOT) -> AppCgroup:
     """Make (or reset) the app's cgroup with its limits."""
-    name = f"edgeward-app-{app}"
     if version(root) == 2:
-        base = root / _own("").lstrip("/")
-        path = base / name
+        path = root / _own("").lstrip("/") / _name(app)
         path.mkdir(exist_ok=True)
         _write(path / "memory.max", str(memory))
         _write(path / "memory.swap.max", "0", optional=True)
         _write(path / "pids.max", str(pids))
         _write(path / "cpu.max", f"{int(cpu * CPU_PERIOD_US)} {CPU_PERIOD_US}")
-        return AppCgroup((path,), 2)
+        return AppCgroup((path,), 2, path)
     paths = []
     # v1 keeps memory <= memory+swap at every step: raise memsw first, lower it last
     memsw = ("memory.memsw.limit_in_bytes", str(memory), True)
@@ -63,21 +87,65 @@ def create(app: str, memory: int, cpu: float, pids: int, root: Path = ROOT) -> A
             ("pids", [("pids.max", str(pids), False)]),
             ("cpu", [("cpu.cfs_period_us", str(CPU_PERIOD_US), False),
                      ("cpu.cfs_quota_us", str(int(cpu * CPU_PERIOD_US)), False)])):
-        path = root / controller / _own(controller).lstrip("/") / name
+        path = root / controller / _own(controller).lstrip("/") / _name(app)
         path.mkdir(exist_ok=True)
         for key, value, optional in settings:
             _write(path / key, value, optional)
         paths.append(path)
-    return AppCgroup(tuple(paths), 1)
+    unified = _unified(app, root)
+    if unified is not None:
+        unified.mkdir(exist_ok=True)
+        paths.append(unified)
+    return AppCgroup(tuple(paths), 1, unified)
 
 
 def existing(app: str, root: Path = ROOT) -> AppCgroup:
     """The app's cgroup as :func:`create` places it (whether or not it exists now)."""
-    name = f"edgeward-app-{app}"
     if version(root) == 2:
-        return AppCgroup((root / _own("").lstrip("/") / name,), 2)
-    return AppCgroup(tuple(root / c / _own(c).lstrip("/") / name
-                           for c in ("memory", "pids", "cpu")), 1)
+        path = root / _own("").lstrip("/") / _name(app)
+        return AppCgroup((path,), 2, path)
+    paths = [root / c / _own(c).lstrip("/") / _name(app) for c in ("memory", "pids", "cpu")]
+    unified = _unified(app, root)
+    return AppCgroup(tuple(paths + ([unified] if unified else [])), 1, unified)
+
+
+def counters(group: AppCgroup) -> dict[str, int]:
+    """Limit events so far: ``oom_kill`` (killed at the memory limit), ``memory_max``
+    (times the limit was hit) and ``pids_max`` (forks refused at the pids limit)."""
+    out = {"oom_kill": 0, "memory_max": 0, "pids_max": 0}
+    for path in group.paths:  # each file is in one hierarchy only (v1) or all in one (v2)
+        out["oom_kill"] += _keyed(path / "memory.events", "oom_kill")
+        out["oom_kill"] += _keyed(path / "memory.oom_control", "oom_kill")
+        out["memory_max"] += _keyed(path / "memory.events", "max")
+        out["memory_max"] += _number(path / "memory.failcnt")
+        out["pids_max"] += _keyed(path / "pids.events", "max")
+    return out
+
+
+def _keyed(path: Path, key: str) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    return 0
+
+
+def _number(path: Path) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        return int(path.read_text().strip())
+    return 0
+
+
+def kill(group: AppCgroup) -> None:
+    """Kill every process left in the app's cgroup (v2's cgroup.kill, else SIGKILL)."""
+    for path in group.paths:
+        with contextlib.suppress(OSError):
+            if (path / "cgroup.kill").exists():
+                (path / "cgroup.kill").write_text("1")
+    for pid in group.members():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, 9)
 
 
 def remove(group: AppCgroup) -> None:

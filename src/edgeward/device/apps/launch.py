@@ -1,31 +1,101 @@
-"""The first process of a sandboxed app, run as root by the agent:
+"""Starting a planned app: its cgroup and limits, its egress filter, its seccomp
+program, then ``edgeward-confine enter`` (as root: join the cgroup, drop to the app's
+user) -> bubblewrap (unprivileged) -> ``edgeward-confine restrict`` -> the program.
 
-join the app's cgroups, drop to the app's user and group (no supplementary
-groups), then exec bubblewrap, which builds the sandbox unprivileged.
-
-``python -m edgeward.device.apps.launch UID GID PROCS[,PROCS...] -- bwrap ...``
+No Python runs between the agent and the app: a start costs bubblewrap's few
+milliseconds, not an interpreter's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import grp
+import ipaddress
 import os
+import shutil
+import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from edgeward.device.apps import cgroups, egress, sandbox, seccomp
+from edgeward.errors import NotAvailable, ToolError
+
+CONFINE = "edgeward-confine"
+ANYWHERE = (egress.Allowed(ipaddress.ip_network("0.0.0.0/0"), 0),
+            egress.Allowed(ipaddress.ip_network("::/0"), 0))
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) < 5 or argv[3] != "--":
-        sys.exit("usage: launch UID GID CGROUP_PROCS[,...] -- COMMAND...")
-    uid, gid, procs, command = int(argv[0]), int(argv[1]), argv[2], argv[4:]
-    for path in filter(None, procs.split(",")):
-        with open(path, "w") as f:
-            f.write(str(os.getpid()))
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
-    if os.getuid() != uid or os.geteuid() != uid:
-        sys.exit("could not drop to the app's user")
-    os.execvp(command[0], command)  # noqa: S606 (argv, no shell)
+def confine_binary() -> Path:
+    """The native helper: $EDGEWARD_CONFINE, beside this Python (a virtualenv's bin/, where
+    scripts/bootstrap builds it), or on PATH (/usr/libexec on a gateway image)."""
+    candidates = [os.environ.get("EDGEWARD_CONFINE", ""),
+                  str(Path(sys.executable).parent / CONFINE),
+                  f"/usr/libexec/edgeward/{CONFINE}", shutil.which(CONFINE) or ""]
+    for candidate in filter(None, candidates):
+        if os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise ToolError(f"{CONFINE} not found (built by scripts/bootstrap from "
+                    "src/edgeward/device/apps/confine.c)")
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def groups(names: tuple[str, ...]) -> list[int]:
+    """The gids of the named groups this system has (a missing one grants nothing)."""
+    found = []
+    for name in names:
+        with contextlib.suppress(KeyError):
+            found.append(grp.getgrnam(name).gr_gid)
+    return found
+
+
+@dataclass
+class Started:
+    process: subprocess.Popen[bytes]
+    group: cgroups.AppCgroup
+
+
+def prepare(plan: sandbox.Plan) -> cgroups.AppCgroup:
+    """The app's cgroup with its limits, and its egress filter attached."""
+    group = cgroups.create(plan.app, plan.memory, plan.cpu, plan.pids)
+    if plan.shares_network:
+        if group.unified is None:
+            raise NotAvailable("egress filtering needs a cgroup v2 hierarchy, which this "
+                               "host lacks: refusing to give the app the network unfiltered")
+        allowed = ANYWHERE if plan.complain else tuple(egress.resolve(plan.egress))
+        egress.attach(group.unified, allowed)
+    return group
+
+
+def start(plan: sandbox.Plan, user: sandbox.AppUser, stdout: int | IO[bytes] | None,
+          stderr: int | IO[bytes] | None) -> Started:
+    """Start the planned command; it runs until it exits (or is stopped)."""
+    group = prepare(plan)
+    confine = confine_binary()
+    extra = ("dialout", "adm") if plan.complain else plan.rules.groups
+    gids = [user.gid, *[g for g in groups(extra) if g != user.gid]]
+    fd = seccomp.pipe(plan.complain)
+    try:
+        command = [str(confine), "enter", str(user.uid), ",".join(map(str, gids)),
+                   ",".join(str(p) for p in group.procs), "--",
+                   *sandbox.argv(plan, confine, fd)]
+        process = subprocess.Popen(command, pass_fds=[fd], stdin=subprocess.DEVNULL,
+                                   stdout=stdout, stderr=stderr, start_new_session=True)
+    except OSError as e:
+        raise ToolError(f"cannot start {plan.app}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    return Started(process, group)
+
+
+def run(plan: sandbox.Plan, user: sandbox.AppUser, timeout: float = 60.0
+        ) -> subprocess.CompletedProcess[bytes]:
+    """Run the planned command to its end and collect its output."""
+    started = start(plan, user, subprocess.PIPE, subprocess.PIPE)
+    try:
+        out, err = started.process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        cgroups.kill(started.group)
+        out, err = started.process.communicate()
+    return subprocess.CompletedProcess(started.process.args, started.process.returncode,
+                                       out, err)

@@ -1,34 +1,97 @@
-"""Running one app command in its sandbox (bubblewrap; don't hand-write what it does well).
+"""What one start of an app is given, and the command line that gives it. Pure.
 
-What the app gets: its own mount, PID, IPC, UTS, cgroup and network namespaces
-(the host network only with the ``network`` plug), its own unprivileged user,
-no capabilities, no_new_privs, the seccomp allow-list, its cgroup limits, a
-read-only view of its image at ``/app`` and of the system's ``/usr``, a private
-``/tmp``, and one writable directory of its own at ``/data``. Nothing else of
-the host: not ``/etc``, ``/home``, other apps, or the agent's state.
+The sandbox is bubblewrap's (don't hand-write what it does well): its own mount,
+PID, IPC, UTS, cgroup, user and network namespaces (the gateway's network only
+with the ``network`` interface), no capabilities, and a view that is the system,
+read-only, with private ``/proc``, ``/dev``, ``/tmp`` and ``/run``, its image at
+``/app`` and its data directory writable. Inside it ``edgeward-confine restrict``
+sets no_new_privs, confines the app with Landlock to exactly what its interfaces
+grant (:mod:`interfaces`) and loads the seccomp allow-list, then runs the program.
+
+The system is *visible* but not *readable* beyond those rules, on purpose: an app
+that reaches for ``/etc/shadow``, another app's files or a serial port it was not
+granted meets a Landlock or permission refusal that the kernel audits and the agent
+reports, where a path simply missing from its view would fail silently.
+
+In complain mode nothing is refused (no Landlock, seccomp logs instead of denying,
+the network and D-Bus unfiltered, every serial port present): the agent watches
+what the app does and works out the interfaces it needs.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeward.device.apps import cgroups
-from edgeward.device.apps.seccomp import compile_filter
+from edgeward.device.apps import interfaces
 from edgeward.errors import ToolError
-from edgeward.trust.appmanifest import AppManifest
+from edgeward.trust.appmanifest import AppManifest, Egress
 
-SYSTEM_LINKS = (("usr/lib", "/lib"), ("usr/lib64", "/lib64"), ("usr/bin", "/bin"),
-                ("usr/sbin", "/sbin"))
+IMAGE_VIEW = "/app"
+CONFINE_VIEW = "/run/edgeward/confine"
+PRIVATE = {"proc", "dev", "tmp", "run", "app", "lost+found"}
 
 
 @dataclass(frozen=True)
 class AppUser:
     uid: int
     gid: int
+
+
+@dataclass(frozen=True)
+class Peripherals:
+    """The board's devices an app could be granted: serial ports by name, and the
+    directory of its GPIO lines (``gpioN/value``, ...)."""
+
+    serial: dict[str, Path] = field(default_factory=dict)
+    gpio: Path | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one start of an app gets, decided before it starts."""
+
+    app: str
+    image: Path  # on the host
+    data: Path  # on the host, and at the same path inside
+    command: tuple[str, ...]  # argv[0] relative to the image
+    rules: interfaces.Rules
+    granted: tuple[str, ...]
+    withheld: tuple[str, ...]
+    egress: tuple[Egress, ...]
+    peripherals: Peripherals
+    memory: int
+    cpu: float
+    pids: int
+    complain: bool = False
+    bus_socket: Path | None = None  # the app's D-Bus proxy socket, on the host
+
+    @property
+    def needs_bus(self) -> bool:
+        """An app that plugs a D-Bus interface sees the (filtered) bus even when the
+        interface was withheld: its calls are then refused and reported, not lost."""
+        return self.complain or any(p.partition(":")[0] in interfaces.DBUS_INTERFACES
+                                    for p in (*self.granted, *self.withheld))
+
+    @property
+    def shares_network(self) -> bool:
+        return self.rules.network or self.complain
+
+
+def plan(manifest: AppManifest, image: Path, data: Path, command: list[str],
+         granted: set[str] | None, peripherals: Peripherals, complain: bool = False,
+         bus_socket: Path | None = None) -> Plan:
+    """The plan for ``command``: a plug counts only if the manifest asks for it and it
+    was ``granted`` (None: everything the manifest asks for, as in development)."""
+    asked = [str(p) for p in manifest.plugs]
+    allowed = set(asked) if granted is None else granted
+    given = tuple(p for p in asked if p in allowed or p.partition(":")[0] in allowed)
+    withheld = tuple(p for p in asked if p not in given)
+    rules = interfaces.granting(given, IMAGE_VIEW, str(data))
+    return Plan(manifest.name, image, data, tuple(command), rules, given, withheld,
+                manifest.egress, peripherals, manifest.memory, manifest.cpu, manifest.pids,
+                complain, bus_socket)
 
 
 def bwrap() -> str:
@@ -38,38 +101,60 @@ def bwrap() -> str:
     return tool
 
 
-def argv(manifest: AppManifest, image: Path, data: Path, command: list[str],
-         seccomp_fd: int, granted: set[str] | None = None) -> list[str]:
-    """The bubblewrap command line for ``command`` (argv[0] inside the image); an
-    interface counts only if the manifest asks for it and it is ``granted``."""
+def _restrict(p: Plan, seccomp_fd: int) -> list[str]:
+    args = [CONFINE_VIEW, "restrict", "-s", str(seccomp_fd)]
+    if p.complain:
+        return [*args, "-n"]
+    for path in p.rules.read:
+        args += ["-r", path]
+    for path in p.rules.write:
+        args += ["-w", path]
+    for path in p.rules.devices:
+        args += ["-d", path]
+    if p.rules.bind_any:
+        args.append("-B")
+    else:
+        args += ["-b", "0"]  # an ephemeral port, as a client's bind() asks for
+    return args
+
+
+def system_view(root: Path = Path("/")) -> list[str]:
+    """The host's top-level directories read-only (symbolic links as they are), but for
+    those each sandbox gets its own of (/proc, /dev, /tmp, /run) and /app."""
+    args: list[str] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name in PRIVATE:
+            continue
+        if entry.is_symlink():
+            args += ["--symlink", str(entry.readlink()), f"/{entry.name}"]
+        elif entry.is_dir():
+            args += ["--ro-bind", str(entry), f"/{entry.name}"]
+    return args
+
+
+def argv(p: Plan, confine: Path, seccomp_fd: int, system: list[str] | None = None
+         ) -> list[str]:
+    """The command line: bubblewrap, then ``edgeward-confine restrict``, then the app."""
     args = [bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
-            "--hostname", manifest.name, "--cap-drop", "ALL", "--seccomp", str(seccomp_fd),
-            "--ro-bind", "/usr", "/usr"]
-    for target, link in SYSTEM_LINKS:
-        if Path(link).is_symlink() or Path(link).exists():
-            args += ["--symlink", target, link]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",  # noqa: S108 (its own)
-             "--ro-bind", str(image), "/app", "--bind", str(data), "/data",
-             "--chdir", "/app", "--clearenv", "--setenv", "HOME", "/data",
-             "--setenv", "PATH", "/app/bin:/usr/bin:/bin", "--setenv", "EDGEWARD_APP",
-             manifest.name]
-    interfaces = manifest.interfaces() & (granted if granted is not None else
-                                          manifest.interfaces())
-    if "network" in interfaces:
+            "--hostname", p.app, "--cap-drop", "ALL",
+            *(system if system is not None else system_view()),
+            "--proc", "/proc", "--dev", "/dev",
+            "--tmpfs", "/tmp", "--tmpfs", "/run",  # noqa: S108 (its own, private)
+            "--ro-bind", str(p.image), IMAGE_VIEW, "--bind", str(p.data), str(p.data),
+            "--ro-bind", str(confine), CONFINE_VIEW]
+    if p.shares_network:
         args.append("--share-net")
-    return [*args, "--", f"/app/{command[0]}", *command[1:]]
-
-
-def run(manifest: AppManifest, image: Path, data: Path, user: AppUser, command: list[str],
-        timeout: float = 60.0, granted: set[str] | None = None
-        ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``command`` to its end in the app's sandbox and cgroup (as root, which the
-    launcher gives up before bubblewrap starts)."""
-    group = cgroups.create(manifest.name, manifest.memory, manifest.cpu, manifest.pids)
-    with compile_filter() as bpf:
-        fd = bpf.fileno()
-        launcher = [sys.executable, "-m", "edgeward.device.apps.launch", str(user.uid),
-                    str(user.gid), ",".join(str(p) for p in group.procs), "--",
-                    *argv(manifest, image, data, command, fd, granted)]
-        return subprocess.run(launcher, pass_fds=[fd], capture_output=True,
-                              timeout=timeout, check=False)
+    for name, node in sorted(p.peripherals.serial.items()):
+        args += ["--dev-bind", str(node), f"/dev/{name}"]  # present; usable if granted
+    if p.peripherals.gpio is not None:
+        args += ["--bind", str(p.peripherals.gpio), interfaces.GPIO_VIEW]
+    if p.bus_socket is not None:
+        args += ["--bind", str(p.bus_socket), interfaces.BUS_VIEW]
+    args += ["--chdir", IMAGE_VIEW, "--clearenv",
+             "--setenv", "HOME", str(p.data), "--setenv", "EDGEWARD_DATA", str(p.data),
+             "--setenv", "EDGEWARD_APP", p.app, "--setenv", "TMPDIR", "/tmp",  # noqa: S108
+             "--setenv", "PATH", f"{IMAGE_VIEW}/bin:/usr/bin:/bin"]
+    if p.bus_socket is not None:
+        args += ["--setenv", "DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={interfaces.BUS_VIEW}"]
+    return [*args, "--", *_restrict(p, seccomp_fd), "--",
+            f"{IMAGE_VIEW}/{p.command[0]}", *p.command[1:]]
