@@ -8,7 +8,7 @@
     DEV/flash/data/        the data area
     DEV/ram/               volatile: cleared at power-on (HUK lock, register, event log,
                            the keys a verified boot opened)
-    DEV/peripherals/serial/<name>   serial ports: character device nodes (root:dialout 0660)
+    DEV/peripherals/serial/<name>   serial ports: links to their device nodes (root:dialout)
     DEV/peripherals/gpio/gpioN/     GPIO lines: value and direction (the virtual controller)
 """
 
@@ -18,7 +18,6 @@ import contextlib
 import grp
 import os
 import shutil
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,26 +186,33 @@ class VirtualBoard(Board):
         folder = self.root / "peripherals" / "serial"
         if not folder.is_dir():
             return {}
-        return {p.name: p for p in sorted(folder.iterdir()) if p.is_char_device()}
+        found = {}
+        for link in sorted(folder.iterdir()):
+            target = link.resolve()
+            if target.is_char_device():
+                found[link.name] = target
+        return found
 
     def gpio_dir(self) -> Path | None:
         folder = self.root / "peripherals" / "gpio"
         return folder if folder.is_dir() else None
 
     def attach_serial(self, name: str, device: Path) -> Path:
-        """Plug a serial port in: a node named ``name`` for the character device behind
-        ``device`` (a pseudo-terminal in tests), root:dialout 0660 as udev makes them."""
+        """Plug a serial port in: ``name`` stands for the character device ``device`` (a
+        pseudo-terminal's slave in tests: those open only through devpts, so the board
+        records where it is). It becomes root:dialout 0660, as udev makes serial ports."""
         if not name.isalnum() or not name.startswith("tty"):
             raise InputError(f"{name!r} is not a serial port name")
+        if not device.is_char_device():
+            raise InputError(f"{device} is not a character device")
         folder = traversable_dir(traversable_dir(self.root / "peripherals") / "serial")
-        rdev = os.stat(device).st_rdev
-        node = folder / name
-        node.unlink(missing_ok=True)
-        os.mknod(node, 0o660 | stat.S_IFCHR, rdev)
+        link = folder / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(device)
         with contextlib.suppress(KeyError):
-            os.chown(node, 0, grp.getgrnam("dialout").gr_gid)
-        os.chmod(node, 0o660)
-        return node
+            os.chown(device, 0, grp.getgrnam("dialout").gr_gid)
+        os.chmod(device, 0o660)
+        return link
 
     def add_gpio_line(self, line: int) -> Path:
         """A line of the virtual GPIO controller (root's until an app is granted it)."""

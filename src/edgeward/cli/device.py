@@ -15,6 +15,7 @@ from edgeward.cli.device_apps import apps
 from edgeward.cli.output import byte_progress, console, emit_json, err_console
 from edgeward.device import attest as attest_mod
 from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
+from edgeward.device.apps.runtime import SYSTEM_BUS
 from edgeward.device.boot.chain import boot as run_boot
 from edgeward.device.boot.commit import commit_booted_slot
 from edgeward.device.boot.report import BootReport
@@ -136,19 +137,24 @@ def commit(device: Path) -> None:
               help="Seconds between heartbeats.")
 @click.option("--once", is_flag=True, help="Enrol, attest, send one heartbeat, exit.")
 @click.option("--update-every", default=900.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds between OS update checks (0: never).")
+              help="Seconds between OS update and app checks (0: never).")
+@click.option("--system-bus", default=SYSTEM_BUS, show_default=True,
+              help="The D-Bus the apps' bluez and network-manager interfaces filter.")
+@click.option("--no-apps", is_flag=True, help="Do not run the installed apps.")
 @json_option
 def agent(device: Path, server: str, server_ca: Path | None, interval: float, once: bool,
-          update_every: float, as_json: bool) -> None:
+          update_every: float, system_bus: str, no_apps: bool, as_json: bool) -> None:
     """Run the gateway agent: enrol, attest, heartbeat, apply OS updates (TUF, A/B) in the
-    maintenance window, commit or roll back after a trial boot; retry while the server
-    is away."""
+    maintenance window, commit or roll back after a trial boot; install the apps the
+    group is assigned, run their daemons confined and report every denial; retry while
+    the server is away."""
     board = VirtualBoard.open(device)
     if server_ca is not None:
         remember_server_ca(board, server_ca)
     say = (lambda _: None) if as_json else (lambda m: err_console.print(f"agent: {m}"))
     runner = Agent(board, AgentSettings(server, interval=interval, once=once,
-                                        update_every=update_every), say)
+                                        update_every=update_every, apps=not no_apps,
+                                        system_bus=system_bus), say)
     runner.install_signal_handlers()
     state = runner.run()
     if as_json:

@@ -22,6 +22,7 @@ from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.base import Board
 from edgeward.device import attest, identity, keyring
 from edgeward.device.apps.reconcile import AppOutcome, reconcile
+from edgeward.device.apps.runtime import SYSTEM_BUS, AppRuntime
 from edgeward.device.boot.chain import boot as boot_chain
 from edgeward.device.boot.chain import last_boot
 from edgeward.device.updates.client import TufClient
@@ -42,6 +43,8 @@ class AgentSettings:
     once: bool = False
     update_every: float = 900.0  # seconds between update checks (0: never)
     health_tries: int = 5  # attempts to reach the server after a trial boot
+    apps: bool = True  # run the installed apps (supervisor, denial reports)
+    system_bus: str = SYSTEM_BUS  # the D-Bus the apps' proxies filter
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Agent:
         if boot is None or boot["verdict"] != "booted":
             raise StateError("the agent runs after a verified boot: boot the device first")
         self.boot = boot
+        self.apps: AppRuntime | None = None
         if not server_ca_path(board).exists():
             raise InputError("no server CA known: pass --server-ca the first time")
 
@@ -162,7 +166,28 @@ class Agent:
             if outcome.action != "kept" or outcome.detail:
                 self.say(f"app {outcome.app}: {outcome.action} {outcome.version} "
                          f"{outcome.detail}".strip())
+        if self.apps is not None:
+            self.apps.reconciled({o.app for o in done if o.action in ("installed", "changed")})
         return done
+
+    def start_apps(self) -> None:
+        """Run the installed apps (after a verified boot, once the server knows us): the
+        supervisor, the denial monitor, the reports to the server."""
+        if self.apps is not None or not self.settings.apps:
+            return
+        runtime = AppRuntime(self.board, self._client, self.say, self.settings.system_bus)
+        try:
+            runtime.start()
+        except Error as e:
+            self.say(f"apps not started: {e.message}")
+            runtime.close()
+            return
+        self.apps = runtime
+
+    def stop_apps(self) -> None:
+        if self.apps is not None:
+            self.apps.close()
+            self.apps = None
 
     def check_updates(self, force: bool = False) -> Outcome:
         try:
@@ -208,6 +233,16 @@ class Agent:
         next_update = 0.0
         clock = 0.0
         finished_boot = False
+        if not self.settings.once:
+            self.start_apps()  # after the verified boot, whether or not the server answers
+        try:
+            self._loop(finished_boot, next_attest, next_update, clock)
+        finally:
+            self.stop_apps()
+        return self.state
+
+    def _loop(self, finished_boot: bool, next_attest: float, next_update: float,
+              clock: float) -> None:
         with self._client() as client:
             while not self.stop.is_set():
                 try:
@@ -238,7 +273,6 @@ class Agent:
                         raise
                 self.stop.wait(wait)
                 clock += wait
-        return self.state
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:

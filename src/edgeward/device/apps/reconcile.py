@@ -26,7 +26,7 @@ GRANTS = "grants.json"
 @dataclass(frozen=True)
 class AppOutcome:
     app: str
-    action: str  # installed | kept | removed | refused | failed
+    action: str  # installed | changed | kept | removed | refused | failed
     version: str = ""
     detail: str = ""
 
@@ -44,15 +44,41 @@ def granted(board: Board, name: str) -> set[str]:
         return set()  # deny by default
 
 
-def _grant(board: Board, name: str, grants: list[str]) -> tuple[list[str], list[str]]:
+def mode(board: Board, name: str) -> str:
+    """``complain`` when the operator put the app in complain mode on this gateway."""
+    try:
+        data = json.loads((store.apps_dir(board) / name / GRANTS).read_text())
+        return "complain" if data.get("mode") == "complain" else "enforce"
+    except (OSError, ValueError, AttributeError):
+        return "enforce"
+
+
+def withheld(board: Board, name: str) -> list[str]:
+    try:
+        return [str(p) for p in json.loads(
+            (store.apps_dir(board) / name / GRANTS).read_text())["withheld"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _grant(board: Board, name: str, grants: list[str], run_mode: str = "enforce"
+           ) -> tuple[list[str], list[str], bool]:
+    """Record what the app is given; True when that changed (its daemons restart)."""
     manifest = store.current(board, name).manifest
     asked = [str(p) for p in manifest.plugs]
     allowed = set(grants)
     given = [p for p in asked if p in allowed or p.partition(":")[0] in allowed]
-    withheld = [p for p in asked if p not in given]
-    write_atomic(store.apps_dir(board) / name / GRANTS,
-                 json.dumps({"granted": given, "withheld": withheld}).encode(), mode=0o600)
-    return given, withheld
+    held = [p for p in asked if p not in given]
+    record = {"granted": given, "withheld": held,
+              "mode": "complain" if run_mode == "complain" else "enforce"}
+    path = store.apps_dir(board) / name / GRANTS
+    try:
+        changed = json.loads(path.read_text()) != record
+    except (OSError, ValueError):
+        changed = True
+    if changed:
+        write_atomic(path, json.dumps(record).encode(), mode=0o600)
+    return given, held, changed
 
 
 def reconcile(board: Board, wanted: list[dict[str, Any]], tuf: Callable[[], TufClient]
@@ -75,8 +101,11 @@ def reconcile(board: Board, wanted: list[dict[str, Any]], tuf: Callable[[], TufC
                 finally:
                     client.close()
                 action = "installed"
-            _, withheld = _grant(board, name, list(app.get("grants", [])))
-            detail = f"not granted: {', '.join(withheld)}" if withheld else ""
+            _, held, changed = _grant(board, name, list(app.get("grants", [])),
+                                      str(app.get("mode", "enforce")))
+            if changed and action == "kept":
+                action = "changed"  # same revision, other grants or mode: restart it
+            detail = f"not granted: {', '.join(held)}" if held else ""
             outcomes.append(AppOutcome(name, action, version, detail))
         except Unreachable:
             raise

@@ -1,0 +1,172 @@
+"""Security events on their way to the fleet server: sent at once, limited per source,
+kept on disk while the server is away.
+
+A looping app cannot flood the fleet: each (app, kind) has a token bucket (a burst,
+then a steady rate); what it suppresses is counted and reported as one summary
+event once the source calms down. Identical events close together are merged into
+one with a count. Pending events survive an agent restart (a JSON spool under the
+agent's data, replaced atomically) up to a cap, past which the oldest are dropped
+and the drop itself becomes an event.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeward.files import write_atomic
+
+KINDS = ("syscall", "file", "network", "signal", "dbus", "limit", "crash-loop", "suppressed",
+         "sandbox")
+MERGE_WINDOW = 2.0  # seconds within which identical events become one with a count
+
+
+@dataclass
+class SecurityEvent:
+    time: float  # epoch seconds
+    app: str  # "" for the gateway itself
+    kind: str
+    what: str  # one line for a person
+    detail: dict[str, Any] = field(default_factory=dict)
+    count: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "app": self.app, "kind": self.kind,
+                "what": self.what[:300], "detail": self.detail, "count": self.count}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SecurityEvent:
+        return cls(float(data["time"]), str(data["app"]), str(data["kind"]),
+                   str(data["what"]), dict(data.get("detail", {})), int(data.get("count", 1)))
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+    suppressed: int = 0
+    first_suppressed: float = 0.0
+
+
+class Outbox:
+    def __init__(self, spool: Path | None, burst: int = 20, rate: float = 1.0,
+                 cap: int = 5000, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.spool, self.burst, self.rate, self.cap = spool, burst, rate, cap
+        self.clock, self.wall = clock, wall
+        self.pending: deque[SecurityEvent] = deque()
+        self.buckets: dict[tuple[str, str], _Bucket] = {}
+        self.dropped = 0  # lost to the cap (reported, then reset)
+        self.accepted = 0
+        self.suppressed_total = 0
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self._load()
+
+    # --- intake ---------------------------------------------------------------------
+    def add(self, event: SecurityEvent) -> bool:
+        """Queue ``event`` unless its source is over its rate (then it is counted)."""
+        with self.lock:
+            now = self.clock()
+            key = (event.app, event.kind)
+            bucket = self.buckets.setdefault(key, _Bucket(float(self.burst), now))
+            bucket.tokens = min(float(self.burst),
+                                bucket.tokens + (now - bucket.stamp) * self.rate)
+            bucket.stamp = now
+            if self._merge(event):
+                return True
+            if bucket.tokens < 1.0:
+                if not bucket.suppressed:
+                    bucket.first_suppressed = event.time
+                bucket.suppressed += event.count
+                self.suppressed_total += event.count
+                return False
+            bucket.tokens -= 1.0
+            self._summarise(key, bucket)
+            self._append(event)
+            return True
+
+    def _merge(self, event: SecurityEvent) -> bool:
+        for queued in reversed(self.pending):
+            if event.time - queued.time > MERGE_WINDOW:
+                break
+            if (queued.app, queued.kind, queued.what) == (event.app, event.kind, event.what):
+                queued.count += event.count
+                return True
+        return False
+
+    def _summarise(self, key: tuple[str, str], bucket: _Bucket) -> None:
+        if bucket.suppressed:
+            app, kind = key
+            self._append(SecurityEvent(
+                bucket.first_suppressed, app, "suppressed",
+                f"{bucket.suppressed} more {kind} events of {app or 'the gateway'} "
+                "suppressed (rate limit)", {"kind": kind}, bucket.suppressed))
+            bucket.suppressed = 0
+
+    def _append(self, event: SecurityEvent) -> None:
+        self.pending.append(event)
+        self.accepted += 1
+        while len(self.pending) > self.cap:
+            self.pending.popleft()
+            self.dropped += 1
+        self.ready.set()
+
+    def flush_suppressed(self) -> None:
+        """Summaries for sources that went quiet while suppressed."""
+        with self.lock:
+            now = self.clock()
+            for key, bucket in self.buckets.items():
+                if bucket.suppressed and now - bucket.stamp >= 1.0 / max(self.rate, 1e-6):
+                    self._summarise(key, bucket)
+
+    # --- delivery -------------------------------------------------------------------
+    def take(self, limit: int = 500) -> list[SecurityEvent]:
+        """The oldest pending events (they stay queued until :meth:`sent`)."""
+        with self.lock:
+            if self.dropped:
+                self.pending.appendleft(SecurityEvent(
+                    self.wall(), "", "suppressed",
+                    f"{self.dropped} events dropped while the fleet server was away "
+                    f"(more than {self.cap} queued)", {}, self.dropped))
+                self.dropped = 0
+            batch = list(self.pending)[:limit]
+            if not batch:
+                self.ready.clear()
+            return batch
+
+    def sent(self, batch: list[SecurityEvent]) -> None:
+        with self.lock:
+            for _ in range(min(len(batch), len(self.pending))):
+                self.pending.popleft()
+            if not self.pending:
+                self.ready.clear()
+        self.save()
+
+    def save(self) -> None:
+        """Keep what is pending on disk (an empty spool is removed)."""
+        if self.spool is None:
+            return
+        with self.lock:
+            data = [e.to_dict() for e in self.pending]
+        if data:
+            write_atomic(self.spool, json.dumps(data).encode(), mode=0o600)
+        else:
+            self.spool.unlink(missing_ok=True)
+
+    def _load(self) -> None:
+        if self.spool is None or not self.spool.exists():
+            return
+        try:
+            for item in json.loads(self.spool.read_text())[-self.cap:]:
+                self.pending.append(SecurityEvent.from_dict(item))
+        except (OSError, ValueError, KeyError, TypeError):
+            self.spool.unlink(missing_ok=True)  # unreadable: start afresh, not stuck
+        if self.pending:
+            self.ready.set()
