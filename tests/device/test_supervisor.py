@@ -153,3 +153,15 @@ def test_the_control_socket(board: VirtualBoard, supervisor: Supervisor) -> None
     finally:
         server.close()
     assert not control.socket_path(board).exists()
+
+
+def test_spinning_at_the_cpu_limit_is_reported(board: VirtualBoard, supervisor: Supervisor,
+                                               events: list[SecurityEvent]) -> None:
+    install(board, "spinner", {"bin/spin": "#!/bin/sh\nwhile :; do :; done\n"},
+            '[resources]\ncpu = 0.1\n[daemons.spin]\nexec = "bin/spin"\n')
+    supervisor.start()
+    wait_for(lambda: any(e.kind == "limit" and e.app == "spinner" for e in events))
+    cpu = next(e for e in events if e.kind == "limit")
+    assert cpu.what == "CPU limit reached: throttled" and cpu.detail["limit"] == "cpu"
+    assert cpu.detail["throttled"] * 2 >= cpu.detail["periods"]
+    assert state(supervisor, "spinner") == "running"  # throttled, not stopped

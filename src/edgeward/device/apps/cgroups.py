@@ -111,14 +111,19 @@ def existing(app: str, root: Path = ROOT) -> AppCgroup:
 
 def counters(group: AppCgroup) -> dict[str, int]:
     """Limit events so far: ``oom_kill`` (killed at the memory limit), ``memory_max``
-    (times the limit was hit) and ``pids_max`` (forks refused at the pids limit)."""
-    out = {"oom_kill": 0, "memory_max": 0, "pids_max": 0}
+    (times the limit was hit), ``pids_max`` (forks refused at the pids limit), and
+    ``cpu_periods`` / ``cpu_throttled`` (scheduler periods, and those in which the app
+    had used up its CPU quota)."""
+    out = {"oom_kill": 0, "memory_max": 0, "pids_max": 0, "cpu_periods": 0,
+           "cpu_throttled": 0}
     for path in group.paths:  # each file is in one hierarchy only (v1) or all in one (v2)
         out["oom_kill"] += _keyed(path / "memory.events", "oom_kill")
         out["oom_kill"] += _keyed(path / "memory.oom_control", "oom_kill")
         out["memory_max"] += _keyed(path / "memory.events", "max")
         out["memory_max"] += _number(path / "memory.failcnt")
         out["pids_max"] += _keyed(path / "pids.events", "max")
+        out["cpu_periods"] += _keyed(path / "cpu.stat", "nr_periods")
+        out["cpu_throttled"] += _keyed(path / "cpu.stat", "nr_throttled")
     return out
 
 

@@ -37,6 +37,7 @@ from edgeward.files import write_atomic
 log = logging.getLogger("edgeward.agent")
 STATE = "supervisor.json"
 STOPPED = "stopped"  # marker beside an app: an operator stopped it
+CPU_WINDOW = 10  # scheduler periods (of 100 ms) over which CPU throttling is judged
 
 
 @dataclass
@@ -335,6 +336,15 @@ class Supervisor:
                                           "pids limit reached: fork refused",
                                           {"limit": "pids"},
                                           seen["pids_max"] - before["pids_max"]))
+            periods = seen["cpu_periods"] - before["cpu_periods"]
+            if periods < CPU_WINDOW:  # judge the CPU over a second or so, not a tick
+                seen = dict(seen, cpu_periods=before["cpu_periods"],
+                            cpu_throttled=before["cpu_throttled"])
+            elif (throttled := seen["cpu_throttled"] - before["cpu_throttled"]) * 2 >= periods:
+                self.report(SecurityEvent(time.time(), app, "limit",
+                                          "CPU limit reached: throttled",
+                                          {"limit": "cpu", "periods": periods,
+                                           "throttled": throttled}))
             self.limits[app] = seen
 
     def _set(self, unit: Unit, state: str) -> None:
