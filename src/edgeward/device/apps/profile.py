@@ -22,8 +22,8 @@ from edgeward.device.apps.denials import Denial
 _GPIO = re.compile(rf"^{re.escape(interfaces.GPIO_VIEW)}/gpio([0-9]{{1,3}})(/|$)")
 _SERIAL = re.compile(r"^/dev/(tty[A-Za-z]{1,8}[0-9]{1,3})$")
 _WRITES = {"write", "read-write", "create", "delete", "rename", "change", "truncate"}
-# what the sandbox itself does before the app runs (its own processes, same user)
-SANDBOX_PROGRAMS = ("/usr/bin/bwrap", "/run/edgeward/confine")
+# what the sandbox does before the app runs, and the app's D-Bus proxy (same user)
+SANDBOX_PROGRAMS = ("/usr/bin/bwrap", "/run/edgeward/confine", "/usr/bin/xdg-dbus-proxy")
 
 
 @dataclass

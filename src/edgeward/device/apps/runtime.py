@@ -29,7 +29,7 @@ from edgeward.device.apps import reconcile, store
 from edgeward.device.apps.control import ControlServer
 from edgeward.device.apps.denials import Denial
 from edgeward.device.apps.monitor import Monitor
-from edgeward.device.apps.profile import Profile
+from edgeward.device.apps.profile import SANDBOX_PROGRAMS, Profile
 from edgeward.device.apps.sandbox import AppUser, Plan
 from edgeward.device.apps.supervisor import Bus, Supervisor
 from edgeward.device.events import Outbox, SecurityEvent
@@ -101,6 +101,8 @@ class AppRuntime:
     def denied(self, app: str, denial: Denial) -> None:
         """A denial heard for ``app`` (a D-Bus proxy's too). In complain mode it is first
         an observation: what any app may do anyway is not worth a report."""
+        if denial.exe in SANDBOX_PROGRAMS or denial.exe.endswith("/edgeward-confine"):
+            return  # the sandbox or the proxy doing its own work, as the app's user
         if denial.allowed or reconcile.mode(self.board, app) == "complain":
             profile = self.profiles.setdefault(app, Profile(app, str(self._data(app))))
             if profile.observe(denial) is None:
@@ -118,8 +120,11 @@ class AppRuntime:
         from edgeward.device.apps import dbus  # the proxy's module: only when an app asks
 
         socket = store.apps_dir(self.board) / plan.app / "run" / "bus"
+        def heard(call: dbus.BusCall) -> None:
+            self.denied(plan.app, dbus.denial(call, user.uid, time.time()))
+
         proxy = dbus.Proxy(plan.app, self.system_bus, socket, plan.rules.dbus, plan.complain,
-                           user, lambda call: self.denied(plan.app, dbus.denial(call)))
+                           user, heard)
         proxy.start()
         return proxy, socket
 

@@ -52,6 +52,9 @@ class Settings:
 
 
 class Bus(Protocol):
+    @property
+    def alive(self) -> bool: ...
+
     def stop(self) -> None: ...
 
 
@@ -213,6 +216,8 @@ class Supervisor:
             plan, user = runner.plan(self.board, unit.app, unit.daemon, [],
                                      complain=mode == "complain")
             if plan.needs_bus and self.bus is not None:
+                if unit.app in self.buses and not self.buses[unit.app].alive:
+                    self._drop_bus(unit.app)  # it died: a new one, or the app has no bus
                 if unit.app not in self.buses:
                     self.buses[unit.app], _ = self.bus(plan, user)
                 plan = dataclasses.replace(plan, bus_socket=self._bus_socket(unit.app))
@@ -283,6 +288,11 @@ class Supervisor:
                     unit.restarts += 1
                     self._launch(unit)
             self._check_limits()
+            dead = {app for app, bus in self.buses.items() if not bus.alive}
+        for app in dead:  # its sandbox holds the dead socket: the app restarts with a new one
+            self.report(SecurityEvent(time.time(), app, "sandbox",
+                                      "its D-Bus proxy stopped: restarting the app", {}))
+            self.restart({app})
 
     def _exited(self, unit: Unit, code: int) -> None:
         unit.process = None
