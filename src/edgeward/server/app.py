@@ -25,7 +25,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeward import __version__, errors
-from edgeward.server.api import apps, deps, gateways, operators, repository, updates
+from edgeward.server.api import (
+    apps,
+    appstatus,
+    deps,
+    gateways,
+    operators,
+    repository,
+    security,
+    updates,
+)
 from edgeward.server.api.repository import MAX_METADATA
 from edgeward.server.app_errors import status_of
 from edgeward.server.services.repository import MAX_BLOB
@@ -83,6 +92,8 @@ def create_app(state: ServerState) -> FastAPI:
         if request.method == "PUT" and request.url.path.startswith("/v1/repository/"):
             # target files stream to disk; an os role lists every release published
             limit = MAX_BLOB if "/blobs/" in request.url.path else MAX_METADATA
+        elif request.url.path == "/v1/gateway/events":  # up to 500 events of 2 KiB detail
+            limit = security.MAX_EVENTS_BODY
         if length is not None and (not length.isdigit() or int(length) > limit):
             return JSONResponse({"error": f"request body over {limit} bytes"},
                                 status_code=413)
@@ -131,5 +142,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(repository.router)
     app.include_router(updates.router)
     app.include_router(apps.router)
+    app.include_router(security.router)
+    app.include_router(appstatus.router)
     app.include_router(web.router)
     return app

@@ -1,4 +1,5 @@
-"""What the running server holds: its database, trust anchors, known-good values, clock."""
+"""What the running server holds: its database, trust anchors, known-good values, clock,
+and the security-event rate limit per gateway (a token bucket)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class ServerState:
     known_good: KnownGood
     repository: ServerRepository | None = None
     clock: Callable[[], dt.datetime] = field(default=_utcnow)
+    event_burst: int = 300  # events a gateway may send at once ...
+    event_rate: float = 5.0  # ... and per second after that; the rest are dropped
 
 
 def state_of(request: Request) -> ServerState:

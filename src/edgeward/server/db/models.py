@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -242,3 +243,106 @@ class UpdateEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     rollout_id: Mapped[int | None] = mapped_column(
         ForeignKey("rollouts.id", ondelete="SET NULL"))
+
+
+# -- apps at run time (issue 6): denials, status, modes, learnt profiles -----------------
+#
+# Each row keeps the tenant that held the gateway when it was written, and reads
+# filter on it: a gateway handed to another tenant takes none of its old tenant's
+# events, app status, modes or profiles along.
+
+EventId = BigInteger().with_variant(Integer, "sqlite")  # SQLite: rowid autoincrement
+
+
+class SecurityEvent(Base):
+    """A denial (or other security event) a gateway reported; ``count`` identical ones."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (Index("ix_security_events_tenant_at", "tenant_id", "occurred_at"),
+                      Index("ix_security_events_tenant_kind_at", "tenant_id", "kind",
+                            "occurred_at"),
+                      Index("ix_security_events_gateway_at", "gateway_id", "occurred_at"))
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"))
+    app: Mapped[str] = mapped_column(String(64))  # "" for the gateway itself
+    kind: Mapped[str] = mapped_column(String(16))
+    what: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class EventIntake(Base):
+    """A gateway's token bucket for security events, and what it accepted and dropped
+    (counted since ``tenant_id`` began holding the gateway)."""
+
+    __tablename__ = "event_intake"
+
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    tokens: Mapped[float] = mapped_column(Float)
+    refilled_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    accepted: Mapped[int] = mapped_column(BigInteger, default=0)
+    dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_drop_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GatewayApp(Base):
+    """An app as its gateway last reported it (the whole list is replaced each time)."""
+
+    __tablename__ = "gateway_apps"
+    __table_args__ = (UniqueConstraint("gateway_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    publisher: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    granted: Mapped[list[str]] = mapped_column(JSON, default=list)
+    withheld: Mapped[list[str]] = mapped_column(JSON, default=list)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    since: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    reported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class AppMode(Base):
+    """How an operator wants an app confined on one gateway: enforce (default) or
+    complain (denials logged, not enforced: test gateways only)."""
+
+    __tablename__ = "app_modes"
+    __table_args__ = (UniqueConstraint("gateway_id", "app"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"))
+    app: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    set_by: Mapped[str] = mapped_column(String(128))
+    set_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class AppProfile(Base):
+    """What complain mode learnt an app needs on one gateway: the smallest interfaces
+    and egress rules that let it run, and what no interface would allow."""
+
+    __tablename__ = "app_profiles"
+    __table_args__ = (UniqueConstraint("gateway_id", "app"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"))
+    app: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    interfaces: Mapped[list[str]] = mapped_column(JSON, default=list)
+    egress: Mapped[list[str]] = mapped_column(JSON, default=list)
+    denied: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    observed_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    observed_to: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)

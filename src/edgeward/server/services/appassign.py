@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from edgeward.errors import InputError, NotFound
 from edgeward.server.db.models import AppAssignment, Gateway, GatewayGroup
-from edgeward.server.services import audit, groups
+from edgeward.server.services import appstatus, audit, groups
 from edgeward.server.services.authz import Action, Principal
 from edgeward.trust.appmanifest import INTERFACES
 from edgeward.trust.targets import NAME, VERSION
@@ -79,7 +79,8 @@ def listed(session: Session, principal: Principal, group_name: str,
 
 
 def for_gateway(session: Session, gateway: Gateway) -> list[dict[str, Any]]:
-    """The apps this gateway should run (none without a group of its own tenant)."""
+    """The apps this gateway should run (none without a group of its own tenant), each
+    with the confinement mode set for it on this gateway (enforce unless complain)."""
     if gateway.group_id is None:
         return []
     group = session.get(GatewayGroup, gateway.group_id)
@@ -87,4 +88,5 @@ def for_gateway(session: Session, gateway: Gateway) -> list[dict[str, Any]]:
         return []
     rows = session.execute(select(AppAssignment).where(AppAssignment.group_id == group.id)
                            .order_by(AppAssignment.name)).scalars()
-    return [describe(r) for r in rows]
+    modes = appstatus.modes_of(session, gateway)
+    return [{**describe(r), "mode": modes.get(r.name, appstatus.ENFORCE)} for r in rows]

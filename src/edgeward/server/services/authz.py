@@ -30,6 +30,7 @@ class Action(enum.StrEnum):
     RELEASE_PUBLISH = "release:publish"    # upload signed TUF metadata and targets (platform)
     ROLLOUT_MANAGE = "rollout:manage"      # start, pause, resume, abort rollouts (platform)
     APP_PUBLISH = "app:publish"            # a tenant's own apps-<tenant> TUF role and files
+    APP_MODE = "app:mode"                  # complain/enforce an app's confinement on a gateway
 
 
 class Role(enum.StrEnum):
@@ -41,7 +42,8 @@ class Role(enum.StrEnum):
 _VIEWER = frozenset({Action.GATEWAY_LIST, Action.GATEWAY_READ, Action.AUDIT_READ,
                      Action.ALERT_READ, Action.USER_READ, Action.RELEASE_READ})
 _OPERATOR = _VIEWER | {Action.GATEWAY_REVOKE, Action.GATEWAY_CLAIM, Action.GROUP_MANAGE}
-_ADMIN = _OPERATOR | {Action.USER_MANAGE, Action.TOKEN_MANAGE, Action.APP_PUBLISH}
+_ADMIN = _OPERATOR | {Action.USER_MANAGE, Action.TOKEN_MANAGE, Action.APP_PUBLISH,
+                      Action.APP_MODE}
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: _VIEWER, Role.OPERATOR: _OPERATOR, Role.ADMIN: _ADMIN,
 }
