@@ -40,6 +40,7 @@ from edgeward.server.app_errors import status_of
 from edgeward.server.services.repository import MAX_BLOB
 from edgeward.server.state import ServerState
 from edgeward.server.web import routes as web
+from edgeward.server.web import security as security_web
 
 log = logging.getLogger("edgeward.server")
 MAX_BODY = 256 * 1024  # the largest legitimate body (a quote, a record) is a few KiB
@@ -145,4 +146,5 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(security.router)
     app.include_router(appstatus.router)
     app.include_router(web.router)
+    app.include_router(security_web.router)
     return app

@@ -1,5 +1,6 @@
-"""Dashboard pages: sign-in with an API token, fleet overview, a gateway, alerts, audit,
-OS updates (releases per channel, rollouts stage by stage, pause/resume/abort).
+"""Dashboard pages: sign-in with an API token, fleet overview, a gateway (with its apps
+and security events), alerts, audit, OS updates (releases per channel, rollouts stage by
+stage, pause/resume/abort); the Security page is in :mod:`.security`.
 
 The session cookie holds the operator's API token (HttpOnly, Secure,
 SameSite=Strict): the pages authenticate and authorize through the same
@@ -26,10 +27,12 @@ from edgeward.server.api.models import Serial
 from edgeward.server.app_errors import status_of
 from edgeward.server.services import (
     alerts,
+    appstatus,
     audit,
     registry,
     releases,
     rollouts,
+    security,
     tokens,
     updates,
 )
@@ -129,12 +132,16 @@ def fleet(request: Request) -> Response:
 def gateway(serial: Serial, request: Request) -> Response:
     def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
         found = registry.find(session, who, serial, Action.GATEWAY_READ)
-        events = [e for e in audit.events(session, who, 1000) if e.target == serial]
+        events = [e for e in audit.events(session, who, 1000)
+                  if e.target == serial or e.target.startswith(serial + "/")]  # its apps
         return {"gateway": registry.describe(found, now),
                 "events": [{"at": registry.iso(e.at), "actor": e.actor, "action": e.action}
                            for e in events],
                 "update": updates.current(session, found),
-                "update_events": updates.events(session, found, 10)}
+                "update_events": updates.events(session, found, 10),
+                "apps": appstatus.of_gateway(session, found),
+                "security_events": security.listed(session, who, gateway=serial, limit=20),
+                "dropped": security.dropped(session, who, found)["total"]}
 
     return _render(request, Action.GATEWAY_READ, "gateway.html", f"Gateway {serial}", build)
 
