@@ -31,7 +31,7 @@ from edgeward.board.base import Board
 from edgeward.device.apps import cgroups, launch, reconcile, runner, sandbox, store
 from edgeward.device.apps.logsink import LogSink
 from edgeward.device.events import SecurityEvent
-from edgeward.errors import Error, NotFound
+from edgeward.errors import Error, NotAvailable, NotFound
 from edgeward.files import write_atomic
 
 log = logging.getLogger("edgeward.agent")
@@ -219,8 +219,13 @@ class Supervisor:
                 if unit.app in self.buses and not self.buses[unit.app].alive:
                     self._drop_bus(unit.app)  # it died: a new one, or the app has no bus
                 if unit.app not in self.buses:
-                    self.buses[unit.app], _ = self.bus(plan, user)
-                plan = dataclasses.replace(plan, bus_socket=self._bus_socket(unit.app))
+                    try:
+                        self.buses[unit.app], _ = self.bus(plan, user)
+                    except NotAvailable as e:  # no system bus here: it runs without one
+                        self.report(SecurityEvent(time.time(), unit.app, "sandbox",
+                                                  f"runs without D-Bus: {e.message}", {}))
+                if unit.app in self.buses:
+                    plan = dataclasses.replace(plan, bus_socket=self._bus_socket(unit.app))
             self.watch(user.uid, unit.app, plan.complain)
             started = launch.start(plan, user, out_w, err_w)
         except Error as e:
