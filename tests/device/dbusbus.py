@@ -13,6 +13,7 @@ the test app users: the host's own files are left alone.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -78,8 +79,9 @@ class Bus:
         return f"unix:path={self.socket}"
 
 
-@pytest.fixture
-def private_bus() -> Iterator[Bus]:
+@contextlib.contextmanager
+def running_bus() -> Iterator[Bus]:
+    """A private system bus for as long as the block runs."""
     need_root()
     daemon = require_tool("dbus-daemon")
     bwrap = require_tool("bwrap")
@@ -113,6 +115,12 @@ def private_bus() -> Iterator[Bus]:
         process.wait(timeout=10)
         process.stdout.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_bus() -> Iterator[Bus]:
+    with running_bus() as bus:
+        yield bus
 
 
 class Services:
@@ -151,16 +159,23 @@ class Services:
             process.wait(timeout=10)
 
 
-@pytest.fixture
-def services(private_bus: Bus) -> Iterator[Services]:
+@contextlib.contextmanager
+def running_services(bus: Bus) -> Iterator[Services]:
+    """The stand-ins on ``bus`` for as long as the block runs."""
     if importlib.util.find_spec("jeepney") is None:
         message = "jeepney is not installed (run scripts/bootstrap)"
         if REQUIRE_REAL:
             pytest.fail(message + " and EDGEWARD_REQUIRE_REAL=1")
         pytest.skip(message)
-    running = Services(private_bus)
+    running = Services(bus)
     try:
         running.start()
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def services(private_bus: Bus) -> Iterator[Services]:
+    with running_services(private_bus) as running:
+        yield running

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeward.errors import one_line
 from edgeward.files import write_atomic
 
 KINDS = ("syscall", "file", "network", "signal", "dbus", "limit", "crash-loop", "suppressed",
@@ -37,13 +38,24 @@ class SecurityEvent:
     count: int = 1
 
     def to_dict(self) -> dict[str, Any]:
+        """As the server takes it: one line of at most 300 characters, a small detail of
+        plain values (an app chooses the paths it reaches for: a newline or a huge name
+        in one must not make the server refuse the batch)."""
         return {"time": self.time, "app": self.app, "kind": self.kind,
-                "what": self.what[:300], "detail": self.detail, "count": self.count}
+                "what": one_line(self.what)[:300] or "?",
+                "detail": {str(k)[:40]: _plain(v) for k, v in list(self.detail.items())[:12]},
+                "count": max(1, self.count)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SecurityEvent:
         return cls(float(data["time"]), str(data["app"]), str(data["kind"]),
                    str(data["what"]), dict(data.get("detail", {})), int(data.get("count", 1)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return one_line(str(value))[:120]
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 from edgeward.api_client import ApiClient
 from edgeward.board.base import Board
-from edgeward.device.apps import reconcile, store
+from edgeward.device.apps import reconcile, store, users
 from edgeward.device.apps.control import ControlServer
 from edgeward.device.apps.denials import Denial
 from edgeward.device.apps.monitor import Monitor
@@ -33,7 +33,7 @@ from edgeward.device.apps.profile import SANDBOX_PROGRAMS, Profile
 from edgeward.device.apps.sandbox import AppUser, Plan
 from edgeward.device.apps.supervisor import Bus, Supervisor
 from edgeward.device.events import Outbox, SecurityEvent
-from edgeward.errors import Error, Unreachable
+from edgeward.errors import Error, InputError, NotAvailable, Unreachable
 from edgeward.files import write_atomic
 
 log = logging.getLogger("edgeward.agent")
@@ -67,7 +67,14 @@ class AppRuntime:
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         if self.monitor is not None:
-            self.monitor.start()
+            try:
+                self.monitor.start()
+                self.watch_installed()
+            except NotAvailable as e:  # confined all the same, but deaf: say so
+                self.monitor = None
+                self.say(f"app denials cannot be heard: {e.message}")
+                self.outbox.add(SecurityEvent(time.time(), "", "sandbox",
+                                              f"app denials cannot be heard: {e.message}"))
         self.supervisor.start()
         self.control = ControlServer(self.board, {
             "status": lambda r: self.supervisor.status(r.get("app")),
@@ -95,7 +102,16 @@ class AppRuntime:
     def reconciled(self, changed: set[str]) -> None:
         """After the desired apps were installed or removed: restart what changed."""
         self.supervisor.restart(changed) if changed else self.supervisor.sync()
+        self.watch_installed()
         self._status_dirty.set()
+
+    def watch_installed(self) -> None:
+        """Attribute every installed app's denials to it, daemons or not (a command run
+        by hand is the app too)."""
+        for name in store.installed(self.board):
+            with contextlib.suppress(Error):
+                self._watch(users.user_for(self.board, name).uid, name,
+                            reconcile.mode(self.board, name) == "complain")
 
     # --- what is heard --------------------------------------------------------------
     def denied(self, app: str, denial: Denial) -> None:
@@ -172,6 +188,7 @@ class AppRuntime:
         client: ApiClient | None = None
         failures = 0
         next_profile = 0.0
+        batch: list[SecurityEvent] = []
         while not self._stop.is_set():
             self.outbox.ready.wait(1.0)
             self.outbox.flush_suppressed()
@@ -182,6 +199,7 @@ class AppRuntime:
                     client.call("POST", "/v1/gateway/events",
                                 {"events": [e.to_dict() for e in batch]})
                     self.outbox.sent(batch)
+                    batch = []
                 if self._status_dirty.is_set():
                     self._status_dirty.clear()
                     client.call("POST", "/v1/gateway/apps", {"apps": self.statuses()})
@@ -197,7 +215,15 @@ class AppRuntime:
                 self._status_dirty.set()
                 self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
                 log.info("events not delivered: %s", e.message)
-            except Error as e:  # refused: say so, keep the events for later
+            except InputError as e:  # refused as malformed: retrying cannot help
+                self.say(f"the fleet server refused app reports: {e.message}")
+                if batch:
+                    self.outbox.sent(batch)
+                    self.outbox.add(SecurityEvent(time.time(), "", "sandbox",
+                                                  f"{len(batch)} events refused by the "
+                                                  f"fleet server: {e.message}"))
+                self._stop.wait(1.0)
+            except Error as e:  # refused otherwise (revoked?): keep them, try later
                 self.say(f"the fleet server refused app reports: {e.message}")
                 self._stop.wait(5.0)
         if client is not None:
