@@ -224,6 +224,7 @@ def test_since_is_epoch_or_iso() -> None:
     assert security.parse_since("1767225600", now) == now
     assert security.parse_since("2026-01-01T00:00:00Z", now) == now
     assert security.parse_since("2026-01-01T01:00:00+01:00", now) == now
+    assert security.parse_since("2026-01-01T01:00:00 01:00", now) == now  # '+' unescaped
     assert security.parse_since("2026-01-01T00:00:00", now) == now  # naive: UTC
     for bad in ("soon", "1e400", "-5", "nan"):
         with pytest.raises(InputError):

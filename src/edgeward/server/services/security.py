@@ -34,6 +34,8 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime | None:
         if not math.isfinite(seconds) or not 0 <= seconds < 253402300800:
             raise InputError(f"since {text!r}: epoch seconds out of range")
         return dt.datetime.fromtimestamp(seconds, dt.UTC)
+    if "T" in text and text.count(" ") == 1:  # a '+' a query string turned into a space
+        text = text.replace(" ", "+")
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
