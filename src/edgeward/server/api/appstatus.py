@@ -58,7 +58,7 @@ class ProfileReport(Body):
     app: Name
     version: Version
     interfaces: list[Plug] = Field(default_factory=list, max_length=32)
-    egress: list[Egress] = Field(default_factory=list, max_length=256)
+    egress: list[Egress] = Field(default_factory=list, max_length=1024)
     denied: list[Denied] = Field(default_factory=list, max_length=256)
     observed_from: Epoch
     observed_to: Epoch
