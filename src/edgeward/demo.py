@@ -7,7 +7,9 @@ gateways are provisioned and booted, and their agents enrol and attest; then
 one has a byte of its kernel bundle flipped (as someone with a screwdriver and
 a flash programmer would): its boot is refused and it can no longer attest.
 An operator's view of the fleet is read back from the API; then signed
-updates roll out over the healthy gateways (:mod:`edgeward.demo_updates`).
+updates roll out over the healthy gateways (:mod:`edgeward.demo_updates`), and
+two apps from two publishers run on one of them, one misbehaving
+(:mod:`edgeward.demo_apps`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeward import demo_updates
+from edgeward import demo_apps, demo_updates
 from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.virtual import VirtualBoard
+from edgeward.demo_apps import AppStory
 from edgeward.demo_updates import UpdateStory
 from edgeward.device.boot.chain import boot
-from edgeward.errors import Error
+from edgeward.errors import Error, StateError
 from edgeward.factory import station
 from edgeward.factory.provision import enrol, provision
 from edgeward.files import write_secret
@@ -58,6 +61,7 @@ class DemoResult:
     fleet: list[dict[str, object]] = field(default_factory=list)
     operator_token: Path | None = None
     updates: UpdateStory | None = None
+    apps: AppStory | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,7 +70,8 @@ class DemoResult:
                     for g in self.gateways)
                 and len(refused) == 1 and refused[0].attestation_after.startswith("cannot")
                 and len(self.fleet) == len(self.gateways)
-                and self.updates is not None and self.updates.ok)
+                and self.updates is not None and self.updates.ok
+                and self.apps is not None and self.apps.ok)
 
 
 def flip_byte(path: Path, offset: int | None = None) -> int:
@@ -86,6 +91,7 @@ def _free_port() -> int:
 def run(directory: Path, say: Callable[[str], None],
         hold: Callable[[DemoResult], None] | None = None) -> DemoResult:
     """Tell the story; ``hold`` (if given) runs while the server is still up."""
+    reachable(directory)
     now = dt.datetime.now(dt.UTC)
     result = DemoResult(directory)
     with Running(Settings(directory / "server", None, "127.0.0.1", _free_port()), now) as first:
@@ -129,7 +135,7 @@ def run(directory: Path, say: Callable[[str], None],
                 outcome.refused_stage, outcome.reason = report.refused_stage, report.reason
             outcome.attestation_after = _agent(device, server.url, server_ca)
         result.fleet, token = _fleet_view(settings.data / "admin-token", server.url, server_ca)
-        result.operator_token = directory / "operator-token"
+        result.operator_token = directory / "operator" / "token"  # (its own 0700 folder)
         write_secret(result.operator_token, token.encode())
         healthy = [directory / "gateways" / g.serial for g in result.gateways
                    if g.after_tamper == "booted"]
@@ -143,9 +149,21 @@ def run(directory: Path, say: Callable[[str], None],
                     say(f"{g.serial}: revoked by the tenant's operator (its boot is refused)")
             result.updates = demo_updates.run(directory, server.url, server_ca, admin, ops,
                                               factory, ws, healthy, say)
+            result.apps = demo_apps.run(directory, admin, ops, ws, server.url, healthy, say)
         if hold is not None:
             hold(result)
     return result
+
+
+def reachable(directory: Path) -> None:
+    """The gateways' apps run as their own users, who must be able to pass through the
+    directories above their images (as they can above /data on a gateway)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for folder in (directory.resolve(), *directory.resolve().parents):
+        if not folder.stat().st_mode & 0o001:
+            raise StateError(f"{folder} is closed to other users (mode "
+                             f"{folder.stat().st_mode & 0o777:o}): the demo's apps could not "
+                             "reach their images; give --dir a place under /var/tmp")
 
 
 def _agent(device: Path, url: str, server_ca: Path) -> str:

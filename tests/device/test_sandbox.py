@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -185,3 +186,14 @@ def test_the_plan_is_the_interfaces_rules() -> None:
     assert plan.rules.devices == ("/dev/ttyUSB0",) and plan.rules.groups == ("dialout",)
     assert plan.rules.dbus == ("org.bluez",) and "/var/log" not in plan.rules.read
     assert plan.needs_bus and not plan.shares_network
+
+
+def test_the_sandboxs_own_devices_and_tmp_are_usable(app: App, reports: Reports) -> None:
+    code, out = app.run("head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null; "
+                        "echo x > /dev/full; echo t > /tmp/t && cat /tmp/t; "
+                        "head -c 4 /dev/urandom | wc -c")
+    assert out.split("\n")[0].strip() == "4" and "null" in out, out
+    assert "I/O error" in out  # /dev/full as it should be (ENOSPC), not "denied"
+    assert "\nt\n" in out and "Permission denied" not in out, out
+    time.sleep(0.5)
+    assert reports.whats() == []  # nothing an ordinary program does is reported

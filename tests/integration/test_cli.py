@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -153,9 +156,20 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert "Usage: edgeward" in result.stdout and len(result.stdout.splitlines()) > 3
 
 
-def test_demo_tells_the_story(tmp_path: Path) -> None:
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A directory app users can pass through (pytest's temp directories are 0700)."""
+    where = Path(tempfile.mkdtemp(prefix="edgeward-demo-test-", dir="/var/tmp"))
+    where.chmod(0o711)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_demo_tells_the_story(reachable: Path) -> None:
     require_tool("mksquashfs")
-    result = edgeward("demo", "--dir", tmp_path / "demo", "--json")
+    result = edgeward("demo", "--dir", reachable / "demo", "--json")
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
     by_serial = {g["serial"]: g for g in summary["gateways"]}
@@ -180,9 +194,27 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert updates["bad"]["rollout"]["state"] == "halted"  # the lobby never saw it
     assert all("downgrade refused" in o for o in updates["downgrade"]["outcomes"].values())
     assert updates["versions"] == {s: "1.0.1" for s in healthy}
-    human = edgeward("demo", "--dir", tmp_path / "again")
+    apps = summary["apps"]  # two publishers' apps on gw-0001, hvac misbehaving
+    assert {n: a["state"] for n, a in apps["apps"].items()} == {"minibar": "running",
+                                                                "hvac": "running"}
+    assert apps["apps"]["hvac"]["withheld"] == ["network-manager"]
+    whats = {e["what"] for e in apps["events"]["hvac"]}
+    assert "read /etc/shadow denied (permissions)" in whats
+    assert "system call mount denied (seccomp)" in whats
+    assert any("NetworkManager" in w and "dbus-proxy" in w for w in whats)
+    assert any(w.startswith("connect 198.51.100.7:443 denied (egress)") for w in whats)
+    assert any("minibar/data/secret.txt" in w for w in whats)  # the nosy neighbour
+    assert apps["events"]["minibar"] == [] and apps["reports"]["minibar"] > 3
+    assert {"network", "network-manager"} <= set(apps["profile"]["interfaces"])
+    human = edgeward("demo", "--dir", reachable / "again")
     assert "summary" in human.stdout and "refused" in human.stdout
     assert "signed updates" in human.stdout and "rolled-back" in human.stdout
+    assert "apps on gw-0001" in human.stdout and "complain mode" in human.stdout
+
+
+def test_the_demo_refuses_a_directory_app_users_cannot_reach(tmp_path: Path) -> None:
+    refused = edgeward("demo", "--dir", tmp_path / "demo", ok=False)
+    assert refused.returncode == 6 and "closed to other users" in refused.stderr
 
 
 def test_a_device_certificate_is_no_trust_anchor(fleet: Path, tmp_path: Path) -> None:
@@ -202,7 +234,7 @@ def test_commit_from_the_cli_needs_a_trial_boot(fleet: Path) -> None:
     assert result.returncode == 6 and "already committed" in result.stderr
 
 
-def test_demo_serve_keeps_the_dashboard_up_until_sigterm(tmp_path: Path) -> None:
+def test_demo_serve_keeps_the_dashboard_up_until_sigterm(reachable: Path) -> None:
     import signal
     import ssl
     import time
@@ -210,7 +242,7 @@ def test_demo_serve_keeps_the_dashboard_up_until_sigterm(tmp_path: Path) -> None
     import httpx
 
     child = subprocess.Popen([sys.executable, "-m", "edgeward", "demo", "--dir",
-                              str(tmp_path / "d"), "--serve"],
+                              str(reachable / "d"), "--serve"],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert child.stdout is not None
     url = ""
@@ -221,7 +253,7 @@ def test_demo_serve_keeps_the_dashboard_up_until_sigterm(tmp_path: Path) -> None
             break
         assert time.monotonic() < deadline
     assert url.startswith("https://127.0.0.1:")
-    context = ssl.create_default_context(cafile=str(tmp_path / "d/server/tls/server-ca.pem"))
+    context = ssl.create_default_context(cafile=str(reachable / "d/server/tls/server-ca.pem"))
     page = httpx.get(url + "login", verify=context)
     assert page.status_code == 200 and "Sign in" in page.text
     child.send_signal(signal.SIGTERM)

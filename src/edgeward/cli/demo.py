@@ -14,6 +14,7 @@ from rich.table import Table
 from edgeward.cli.common import json_option
 from edgeward.cli.output import console, emit_json, err_console
 from edgeward.demo import DemoResult, run
+from edgeward.demo_apps import AppStory
 from edgeward.demo_updates import UpdateStory
 from edgeward.errors import StateError
 
@@ -26,7 +27,9 @@ from edgeward.errors import StateError
 @json_option
 def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
     """The whole story on virtual gateways, with a summary at the end."""
-    directory = directory or Path(tempfile.mkdtemp(prefix="edgeward-demo-"))
+    if directory is None:  # where the apps' users can reach their images
+        directory = Path(tempfile.mkdtemp(prefix="edgeward-demo-", dir="/var/tmp"))
+        directory.chmod(0o711)
     if directory.exists() and any(directory.iterdir()):
         raise StateError(f"{directory} is not empty: give the demo a new directory")
     say = err_console.print if as_json else console.print
@@ -43,7 +46,8 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"directory": str(directory), "ok": result.ok, "server": result.server,
                    "gateways": [g.to_dict() for g in result.gateways], "fleet": result.fleet,
-                   "updates": result.updates.to_dict() if result.updates else None})
+                   "updates": result.updates.to_dict() if result.updates else None,
+                   "apps": result.apps.to_dict() if result.apps else None})
     else:
         table = Table(title="edgeward demo: summary")
         for column in ("gateway", "first boot", "attestation", "boot after tamper",
@@ -66,6 +70,8 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
                       "goes stale")
         if result.updates is not None:
             _print_updates(result.updates)
+        if result.apps is not None:
+            _print_apps(result.apps)
         console.print(f"dashboard was at {result.server}/ (sign in with the token in "
                       f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
         console.print(f"files kept in {directory} (server data in {directory / 'server'})")
@@ -91,3 +97,25 @@ def _print_updates(story: UpdateStory) -> None:
     console.print(f"rollout of {story.patch.version}: {story.patch.rollout.get('state')}; "
                   f"of {story.bad.version}: {story.bad.rollout.get('state')} "
                   f"({story.bad.rollout.get('halted_reason') or '-'})")
+
+
+def _print_apps(story: AppStory) -> None:
+    table = Table(title=f"apps on {story.gateway}")
+    for column in ("app", "publisher", "state", "granted", "starts without", "reported"):
+        table.add_column(column)
+    for name, app in sorted(story.apps.items()):
+        events = story.events.get(name, [])
+        count = sum(int(e.get("count", 1)) for e in events)
+        kinds = ", ".join(sorted({e["kind"] for e in events}))
+        table.add_row(name, app.get("publisher", ""), app.get("state", ""),
+                      ", ".join(app.get("granted", [])) or "-",
+                      ", ".join(app.get("withheld", [])) or "-",
+                      f"[red]{count} ({kinds})[/]" if count else "[green]nothing[/]")
+    console.print(table)
+    console.print(f"minibar's cloud got {story.reports.get('minibar', 0)} stock reports while "
+                  "hvac was being refused next door")
+    learnt = story.profile
+    console.print(f"complain mode on {story.lab} learnt for hvac: plugs "
+                  f"{', '.join(learnt.get('interfaces', [])) or '-'}; egress "
+                  f"{', '.join(learnt.get('egress', [])) or '-'}; still denied: "
+                  f"{', '.join(d['what'] for d in learnt.get('denied', [])) or '-'}")

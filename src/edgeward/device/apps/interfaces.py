@@ -37,6 +37,11 @@ ETC_READABLE = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timez
                 "magic", "inputrc", "terminfo", "default/locale")
 
 
+# the sandbox's own: its private /tmp (a tmpfs of its own) and /dev (bubblewrap's)
+PRIVATE_WRITABLE = ("/tmp", "/dev/shm", "/dev/null", "/dev/zero",  # noqa: S108
+                    "/dev/full", "/dev/tty", "/dev/pts", "/dev/ptmx")
+
+
 @dataclass(frozen=True)
 class Rules:
     read: tuple[str, ...] = ()  # read and execute beneath these
@@ -64,8 +69,7 @@ def base(image: str, data: str) -> Rules:
               *(f"/etc/{name}" for name in ETC_READABLE), "/proc", "/dev/random",
               "/dev/urandom", "/sys/devices/system/cpu/online",
               "/sys/devices/system/cpu/possible", "/sys/devices/system/cpu/present", image),
-        write=(data, "/tmp", "/dev/shm", "/dev/null",  # noqa: S108 (the sandbox's own) "/dev/zero", "/dev/full", "/dev/tty",
-               "/dev/pts", "/dev/ptmx"))
+        write=(data, *PRIVATE_WRITABLE))
 
 
 def rules(plug: str) -> Rules:

@@ -22,6 +22,7 @@ from edgeward.device.apps.denials import Denial
 _GPIO = re.compile(rf"^{re.escape(interfaces.GPIO_VIEW)}/gpio([0-9]{{1,3}})(/|$)")
 _SERIAL = re.compile(r"^/dev/(tty[A-Za-z]{1,8}[0-9]{1,3})$")
 _WRITES = {"write", "read-write", "create", "delete", "rename", "change", "truncate"}
+_FILE_VERBS = _WRITES | {"read", "open", "execute", "list", "ioctl", "link or rename"}
 # what the sandbox does before the app runs, and the app's D-Bus proxy (same user)
 SANDBOX_PROGRAMS = ("/usr/bin/bwrap", "/run/edgeward/confine", "/usr/bin/xdg-dbus-proxy")
 
@@ -76,7 +77,7 @@ class Profile:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            return self._deny(f"{seen.access} {target}")
+            return None  # no address recorded (another family, a bad pointer): nothing to allow
         if seen.access == "bind":
             if port in ("", "0"):
                 return None
@@ -88,6 +89,8 @@ class Profile:
         return rule
 
     def _file(self, path: str, access: str) -> str | None:
+        if access not in _FILE_VERBS:  # a call such as mount that names a path
+            return self._deny(f"system call {access}")
         write = access in _WRITES
         base = interfaces.base("/app", self.data)
         if interfaces.covers(base, path, write):
