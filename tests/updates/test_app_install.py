@@ -248,7 +248,8 @@ def test_an_installed_app_runs_in_its_sandbox_from_the_cli(world: World) -> None
         listed = json.loads(edgeward("device", "apps", "list", "--device", device,
                                      "--json").stdout)
         assert listed == [{"app": "minibar", "version": "3.0", "publisher": "acme",
-                           "mounted": True, "granted": [], "programs": ["status"]}]
+                           "mounted": True, "granted": [], "withheld": [], "mode": "enforce",
+                           "programs": ["status"], "daemons": {}}]
         missing = edgeward("device", "apps", "run", "--device", device, "minibar", "nope",
                            ok=False)
         assert missing.returncode == 3 and "has no command or daemon 'nope'" in missing.stderr

@@ -12,6 +12,7 @@ and the drop itself becomes an event.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -43,7 +44,8 @@ class SecurityEvent:
         in one must not make the server refuse the batch)."""
         return {"time": self.time, "app": self.app, "kind": self.kind,
                 "what": one_line(self.what)[:300] or "?",
-                "detail": {str(k)[:40]: _plain(v) for k, v in list(self.detail.items())[:12]},
+                "detail": {one_line(str(k))[:40]: _plain(v)
+                           for k, v in list(self.detail.items())[:12]},
                 "count": max(1, self.count)}
 
     @classmethod
@@ -53,9 +55,12 @@ class SecurityEvent:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, bool | int | float) or value is None:
+    """A detail value the server takes: a number, a flag, or at most 120 bytes of text."""
+    if isinstance(value, bool | int) or value is None:
         return value
-    return one_line(str(value))[:120]
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return one_line(str(value)).encode()[:120].decode("utf-8", errors="ignore")
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgeward.device.apps import interfaces
 from edgeward.device.apps.denials import Denial
+from edgeward.errors import one_line
 
 _GPIO = re.compile(rf"^{re.escape(interfaces.GPIO_VIEW)}/gpio([0-9]{{1,3}})(/|$)")
 _SERIAL = re.compile(r"^/dev/(tty[A-Za-z]{1,8}[0-9]{1,3})$")
@@ -116,7 +117,7 @@ class Profile:
     def to_dict(self, version: str = "") -> dict[str, Any]:
         return {"app": self.app, "version": version,
                 "interfaces": sorted(self.interfaces), "egress": sorted(self.egress),
-                "denied": [{"what": w, "count": n} for w, n in
+                "denied": [{"what": one_line(w)[:300], "count": n} for w, n in
                            sorted(self.denied.items(), key=lambda item: -item[1])][:200],
                 "observed_from": self.first, "observed_to": self.last}
 

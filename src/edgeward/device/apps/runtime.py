@@ -184,6 +184,19 @@ class AppRuntime:
                 write_atomic(store.apps_dir(self.board) / app / "profile.json",
                              json.dumps(self.profile_of(app)).encode(), mode=0o600)
 
+    def _send_profiles(self, client: ApiClient) -> None:
+        """What complain mode learnt, for the apps still installed and complaining."""
+        installed = set(store.installed(self.board))
+        for app in list(self.profiles):
+            if app not in installed:
+                self.profiles.pop(app, None)  # removed: nothing more to learn
+                continue
+            try:
+                client.call("POST", "/v1/gateway/profiles", self.profile_of(app))
+            except InputError as e:
+                self.say(f"the fleet server refused {app}'s profile: {e.message}")
+        self._save_profiles()
+
     def _send_loop(self) -> None:
         client: ApiClient | None = None
         failures = 0
@@ -205,9 +218,7 @@ class AppRuntime:
                     client.call("POST", "/v1/gateway/apps", {"apps": self.statuses()})
                 if self.profiles and time.monotonic() >= next_profile:
                     next_profile = time.monotonic() + PROFILE_EVERY
-                    for app in list(self.profiles):
-                        client.call("POST", "/v1/gateway/profiles", self.profile_of(app))
-                    self._save_profiles()
+                    self._send_profiles(client)
                 failures = 0
             except Unreachable as e:
                 failures += 1
