@@ -12,3 +12,4 @@ test:
 
 bench: bootstrap
 	.venv/bin/python bench/boot_verify.py
+	.venv/bin/python bench/confinement.py

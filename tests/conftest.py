@@ -33,6 +33,14 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_root(why: str) -> None:
+    """Skip (fail under EDGEWARD_REQUIRE_REAL) unless running as root, saying ``why``."""
+    if os.geteuid() != 0:
+        if REQUIRE_REAL:
+            pytest.fail(f"{why} needs root and EDGEWARD_REQUIRE_REAL=1")
+        pytest.skip(f"{why} needs root")
+
+
 @pytest.fixture(scope="session")
 def factory_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_tool("mksquashfs")

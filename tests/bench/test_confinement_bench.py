@@ -4,7 +4,6 @@ that every one is there, positive and consistent with the others it prints)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REQUIRE_REAL, require_tool
+from tests.conftest import require_root, require_tool
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "confinement.py"
 STATS = ("median_ms", "p90_ms", "mean_ms", "min_ms")
 
 
 def need_root() -> None:
-    if os.geteuid() != 0:
-        message = "the benchmark starts sandboxes, which needs root (the agent's privilege)"
-        if REQUIRE_REAL:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_root("the benchmark starts sandboxes, which")
 
 
 @pytest.fixture(scope="module")

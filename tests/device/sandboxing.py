@@ -17,17 +17,13 @@ from edgeward.device.apps import cgroups, launch, sandbox
 from edgeward.device.apps.denials import Denial
 from edgeward.device.apps.monitor import Monitor
 from edgeward.trust.appmanifest import parse
-from tests.conftest import REQUIRE_REAL, require_tool
+from tests.conftest import require_root, require_tool
 
 USER = sandbox.AppUser(23456, 23456)
 
 
 def need_root() -> None:
-    if os.geteuid() != 0:
-        message = "the agent runs as root to start sandboxes"
-        if REQUIRE_REAL:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_root("starting sandboxes (the agent's work)")
 
 
 class Reports:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from edgeward.device.apps import reconcile, store, users
 from edgeward.errors import InputError, IntegrityError, SecurityError
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
-from tests.conftest import REQUIRE_REAL
+from tests.conftest import require_root
 from tests.integration.test_cli import edgeward
 from tests.updates.conftest import World
 
@@ -28,11 +27,7 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 def _needs_root() -> None:
-    if os.geteuid() != 0:
-        message = "mounting app images needs root (the agent's)"
-        if REQUIRE_REAL:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_root("mounting app images (the agent's work)")
 
 
 def _build(world: World, version: str) -> Path:
