@@ -194,3 +194,24 @@ def test_identical_events_merge_and_the_spool_survives(tmp_path: Path) -> None:
     assert batch[0].count == 10 and again.ready.is_set()
     again.sent(batch)
     assert not (tmp_path / "spool.json").exists() and not again.pending
+
+
+def test_cgroup_v2_limits_and_events_are_written_and_read(tmp_path: Path) -> None:
+    """The v2 layout, on a directory shaped like one (this host's controllers are on v1,
+    where the sandbox tests exercise them for real)."""
+    from edgeward.device.apps import cgroups
+
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    own = cgroups._own("").lstrip("/")
+    group = cgroups.create("probe", 32 << 20, 0.5, 16, root=tmp_path)
+    assert group.version == 2 and group.unified == tmp_path / own / "edgeward-app-probe"
+    path = group.paths[0]
+    assert (path / "memory.max").read_text() == str(32 << 20)
+    assert (path / "pids.max").read_text() == "16"
+    assert (path / "cpu.max").read_text() == "50000 100000"
+    (path / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n")
+    (path / "pids.events").write_text("max 3\n")
+    (path / "cpu.stat").write_text("usage_usec 9\nnr_periods 20\nnr_throttled 15\n")
+    assert cgroups.counters(group) == {"oom_kill": 1, "memory_max": 7, "pids_max": 3,
+                                       "cpu_periods": 20, "cpu_throttled": 15}
+    assert cgroups.existing("probe", root=tmp_path) == group
