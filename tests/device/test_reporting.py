@@ -215,3 +215,13 @@ def test_cgroup_v2_limits_and_events_are_written_and_read(tmp_path: Path) -> Non
     assert cgroups.counters(group) == {"oom_kill": 1, "memory_max": 7, "pids_max": 3,
                                        "cpu_periods": 20, "cpu_throttled": 15}
     assert cgroups.existing("probe", root=tmp_path) == group
+
+
+def test_nothing_is_counted_into_an_event_on_its_way(tmp_path: Path) -> None:
+    box = Outbox(None)
+    box.add(SecurityEvent(1.0, "hog", "syscall", "mount denied"))
+    batch = box.take()
+    wire = [e.to_dict() for e in batch]  # what the server gets
+    box.add(SecurityEvent(1.5, "hog", "syscall", "mount denied"))  # while it is sent
+    box.sent(batch)
+    assert wire[0]["count"] == 1 and [e.count for e in box.pending] == [1]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeward.device.apps import cgroups, launch, sandbox
+from edgeward.device.apps import cgroups, interfaces, launch, sandbox
 from edgeward.device.apps.syscalls import ALLOWED, FORBIDDEN
 from tests.device.sandboxing import USER, App, Reports
 
@@ -183,13 +183,15 @@ def test_the_plan_is_the_interfaces_rules() -> None:
                         {"serial-port:ttyUSB0", "bluez"}, sandbox.Peripherals())
     assert plan.granted == ("serial-port:ttyUSB0", "bluez")
     assert plan.withheld == ("log-observe", "network-manager")
-    assert plan.rules.devices == ("/dev/ttyUSB0",) and plan.rules.groups == ("dialout",)
+    assert plan.rules.devices == (*interfaces.PRIVATE_DEVICES, "/dev/ttyUSB0")
+    assert plan.rules.groups == ("dialout",)
     assert plan.rules.dbus == ("org.bluez",) and "/var/log" not in plan.rules.read
     assert plan.needs_bus and not plan.shares_network
 
 
 def test_the_sandboxs_own_devices_and_tmp_are_usable(app: App, reports: Reports) -> None:
     code, out = app.run("head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null; "
+                        "python3 -c \"open('/dev/null').isatty()\"; "
                         "echo x > /dev/full; echo t > /tmp/t && cat /tmp/t; "
                         "head -c 4 /dev/urandom | wc -c")
     assert out.split("\n")[0].strip() == "4" and "null" in out, out

@@ -50,6 +50,7 @@ class Fleet:
     forbidden_port: int
     serial_master: int
     thread: threading.Thread
+    said: list[str]
     started: float = field(default_factory=time.time)
     orders: int = 0
 
@@ -79,9 +80,11 @@ class Fleet:
         return dict(json.loads(answer.read_text()))
 
     def events(self, app: str = "intruder") -> list[dict[str, Any]]:
+        """The server's events for ``app`` ("": the gateway's own) since the start."""
         since = self.started - 5
-        return list(self.ops.call(
-            "GET", f"/v1/events?gateway={GATEWAY}&app={app}&since={since}&limit=1000"))
+        query = f"/v1/events?gateway={GATEWAY}&since={since}&limit=1000"
+        found = self.ops.call("GET", query + (f"&app={app}" if app else ""))
+        return [e for e in found if e["app"] == app]
 
     def reported(self, match: Callable[[dict[str, Any]], bool], app: str = "intruder",
                  timeout: float = 15.0) -> dict[str, Any]:
@@ -186,9 +189,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             token = admin.call("POST", "/v1/tokens", {"user": "ops", "tenant": TENANT})["token"]
         ops = stack.enter_context(ApiClient(world.server.url, tls_context(str(world.ca)),
                                             token))
+        said: list[str] = []  # what the agent says (shown when a test fails)
         running = Agent(agent.board, AgentSettings(
             world.server.url, interval=0.5, update_every=1.0, backoff_base=0.05,
-            backoff_cap=0.5, system_bus=bus.address))
+            backoff_cap=0.5, system_bus=bus.address),
+            lambda m: said.append(f"{time.monotonic():.1f} {m}"))
         thread = threading.Thread(target=running.run, name="agent", daemon=True)
         thread.start()
 
@@ -203,7 +208,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
         stack.callback(stop_agent)
         fleet = Fleet(world, running, ops, bus, services, port, forbidden.getsockname()[1],
-                      master, thread)
+                      master, thread, said)
         end = time.monotonic() + 90
         while not ((fleet.data("intruder") / "outbox").is_dir() and fleet.beats() > 0
                    and {a.get("state") for a in fleet.apps().values()} == {"running"}

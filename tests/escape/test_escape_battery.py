@@ -128,23 +128,37 @@ def test_spinning_all_cpus(fleet: Fleet) -> None:
     before = fleet.beats()
     fleet.attack("cpu")
     fleet.reported(lambda e: e["kind"] == "limit" and "CPU" in e["what"])
-    assert fleet.beats() > before + 10  # the neighbour kept its pace meanwhile
+    assert fleet.beats() > before + 10, fleet.said  # the neighbour kept its pace meanwhile
 
 
 def test_exploiting_a_set_uid_binary(fleet: Fleet) -> None:
     answer = failed(fleet.attack("setuid"), "exit 32", "exit 1", "exit 2")
     assert answer.rstrip().endswith(f"uid {os.stat(fleet.data('intruder')).st_uid}")
-    fleet.reported(lambda e: e["what"] == "system call mount denied (seccomp)"
-                   and e["detail"].get("comm") == "mount")
+    # with no_new_privs the set-uid bit gives nothing: what mount then tries is refused
+    fleet.reported(lambda e: e["detail"].get("comm") == "mount"
+                   and e["detail"].get("mechanism") == "seccomp")
 
 
 def test_a_flood_of_denials_is_rate_limited(fleet: Fleet) -> None:
-    before = len(fleet.events())
+    """10,000 denials in a burst: a handful of rows on the server, merged or summarised
+    with counts (and any records the kernel dropped under the load said so)."""
+    before = {e["id"] for e in fleet.events()} | {e["id"] for e in fleet.events("")}
     assert fleet.attack("flood", 5000)["result"] == "FLOODED"
-    summary = fleet.reported(lambda e: e["kind"] == "suppressed", timeout=20)
-    assert summary["count"] > 1000
-    time.sleep(1)
-    assert len(fleet.events()) - before < 100  # 10,000 denials, a handful of rows
+
+    def flood() -> list[dict[str, Any]]:
+        return [e for e in fleet.events() + fleet.events("") if e["id"] not in before
+                and e["kind"] in ("syscall", "suppressed", "sandbox")]
+
+    def counted() -> int:
+        return sum(e["count"] if e["kind"] != "sandbox" else e["detail"].get("lost", 0)
+                   for e in flood())
+
+    end = time.monotonic() + 20
+    while counted() < 10_000:  # every denial accounted for: reported, or lost and said
+        assert time.monotonic() < end, (counted(), [(e["what"], e["count"]) for e in flood()])
+        time.sleep(0.3)
+    assert any(e["kind"] == "suppressed" for e in flood())
+    assert len(flood()) < 60  # in a handful of rows
 
 
 def test_the_gateway_and_the_other_app_carried_on(fleet: Fleet) -> None:
@@ -153,7 +167,7 @@ def test_the_gateway_and_the_other_app_carried_on(fleet: Fleet) -> None:
     assert fleet.beats() > before + 5
     assert fleet.agent.state.heartbeats > heartbeats and fleet.thread.is_alive()
     minibar = fleet.apps()["minibar"]
-    assert minibar["state"] == "running" and minibar["restarts"] == 0
+    assert minibar["state"] == "running" and minibar["restarts"] == 0, fleet.said
     assert fleet.events("minibar") == []  # the neighbour did nothing wrong
     assert fleet.apps()["intruder"]["state"] == "running"  # attacks in children only
     status = fleet.ops.call("GET", f"/v1/gateways/{GATEWAY}")

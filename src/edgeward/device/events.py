@@ -80,6 +80,7 @@ class Outbox:
         self.pending: deque[SecurityEvent] = deque()
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.dropped = 0  # lost to the cap (reported, then reset)
+        self.sending = 0  # how many of the oldest pending are on their way
         self.accepted = 0
         self.suppressed_total = 0
         self.lock = threading.Lock()
@@ -110,7 +111,10 @@ class Outbox:
             return True
 
     def _merge(self, event: SecurityEvent) -> bool:
-        for queued in reversed(self.pending):
+        """Count ``event`` into a queued one like it, unless that one is being sent (its
+        count has left already)."""
+        for index in range(len(self.pending) - 1, self.sending - 1, -1):
+            queued = self.pending[index]
             if event.time - queued.time > MERGE_WINDOW:
                 break
             if (queued.app, queued.kind, queued.what) == (event.app, event.kind, event.what):
@@ -130,8 +134,8 @@ class Outbox:
     def _append(self, event: SecurityEvent) -> None:
         self.pending.append(event)
         self.accepted += 1
-        while len(self.pending) > self.cap:
-            self.pending.popleft()
+        while len(self.pending) > self.cap:  # the oldest not on its way goes
+            del self.pending[min(self.sending, len(self.pending) - 1)]
             self.dropped += 1
         self.ready.set()
 
@@ -154,6 +158,7 @@ class Outbox:
                     f"(more than {self.cap} queued)", {}, self.dropped))
                 self.dropped = 0
             batch = list(self.pending)[:limit]
+            self.sending = len(batch)
             if not batch:
                 self.ready.clear()
             return batch
@@ -162,6 +167,7 @@ class Outbox:
         with self.lock:
             for _ in range(min(len(batch), len(self.pending))):
                 self.pending.popleft()
+            self.sending = 0
             if not self.pending:
                 self.ready.clear()
         self.save()

@@ -37,9 +37,11 @@ ETC_READABLE = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timez
                 "magic", "inputrc", "terminfo", "default/locale")
 
 
-# the sandbox's own: its private /tmp (a tmpfs of its own) and /dev (bubblewrap's)
-PRIVATE_WRITABLE = ("/tmp", "/dev/shm", "/dev/null", "/dev/zero",  # noqa: S108
-                    "/dev/full", "/dev/tty", "/dev/pts", "/dev/ptmx")
+# the sandbox's own: its private /tmp (a tmpfs of its own) and /dev (bubblewrap's), whose
+# pseudo-devices programs open, write and ask ioctls of (isatty() on /dev/null)
+PRIVATE_WRITABLE = ("/tmp", "/dev/shm")  # noqa: S108
+PRIVATE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/ptmx",
+                   "/dev/random", "/dev/urandom")
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,10 @@ def base(image: str, data: str) -> Rules:
     """What every app may use: its image, the system's programs, its data."""
     return Rules(
         read=("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
-              *(f"/etc/{name}" for name in ETC_READABLE), "/proc", "/dev/random",
-              "/dev/urandom", "/sys/devices/system/cpu/online",
+              *(f"/etc/{name}" for name in ETC_READABLE), "/proc", "/dev/pts",
+              "/sys/devices/system/cpu/online",
               "/sys/devices/system/cpu/possible", "/sys/devices/system/cpu/present", image),
-        write=(data, *PRIVATE_WRITABLE))
+        write=(data, *PRIVATE_WRITABLE), devices=PRIVATE_DEVICES)
 
 
 def rules(plug: str) -> Rules:

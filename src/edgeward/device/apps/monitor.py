@@ -19,10 +19,12 @@ from collections.abc import Callable
 from edgeward.device.apps import denials
 from edgeward.device.apps.audit import Audit, Reader, Rule
 from edgeward.device.apps.users import FIRST_ID, LAST_ID
+from edgeward.errors import NotAvailable
 
 log = logging.getLogger("edgeward.agent")
 DENY_KEY = "edgeward-deny"
 COMPLAIN_KEY = denials.COMPLAIN_KEY
+LOSS_CHECK = 2.0  # seconds between looks at how many audit records were lost
 _CALLS = ("connect", "sendto", "sendmsg")
 _SIGNALS = ("kill", "tkill", "tgkill", "pidfd_open", "pidfd_send_signal")
 COMPLAIN_CALLS = ("open", "openat", "openat2", "creat", "execve", "execveat", "connect",
@@ -51,8 +53,9 @@ class Monitor:
     """Reads audit records in a thread of its own until :meth:`stop`."""
 
     def __init__(self, on_denial: Callable[[str, denials.Denial], None],
-                 uids: tuple[int, int] = (FIRST_ID, LAST_ID)) -> None:
-        self.on_denial = on_denial
+                 uids: tuple[int, int] = (FIRST_ID, LAST_ID),
+                 on_lost: Callable[[int], None] = lambda _: None) -> None:
+        self.on_denial, self.on_lost = on_denial, on_lost
         self.uids = uids
         self.apps: dict[int, str] = {}  # uid -> app name
         self.complaining: set[int] = set()
@@ -94,16 +97,30 @@ class Monitor:
                 audit.remove(complain_rule(uid))
                 self.complaining.discard(uid)
 
+    def _kernel_lost(self) -> int:
+        try:
+            with Audit() as audit:
+                return int(audit.status()["lost"])
+        except (OSError, NotAvailable, KeyError):
+            return 0
+
     def _run(self) -> None:
         assembler = denials.Assembler()
         reader = self._reader
         assert reader is not None
+        kernel_lost, next_check = self._kernel_lost(), time.monotonic() + LOSS_CHECK
         while not self._stop.is_set():
             done: list[denials.Event] = []
             for kind, text in reader.records(0.1):
                 done += assembler.feed(kind, text, time.time())
             done += assembler.feed(0, "", time.time())  # those that lingered long enough
-            self.lost = reader.lost
+            if time.monotonic() >= next_check:  # records the kernel or our socket dropped
+                next_check = time.monotonic() + LOSS_CHECK
+                now_lost = self._kernel_lost()
+                dropped = max(0, now_lost - kernel_lost) + reader.lost - self.lost
+                kernel_lost, self.lost = now_lost, reader.lost
+                if dropped:
+                    self.on_lost(dropped)
             for event in done:
                 denial = denials.interpret(event, assembler.domains)
                 if denial is None:

@@ -55,7 +55,7 @@ class AppRuntime:
                  monitor: bool = True) -> None:
         self.board, self.client, self.say, self.system_bus = board, client, say, system_bus
         self.outbox = Outbox(board.data_dir / "edgeward" / "events.spool")
-        self.monitor = Monitor(self.denied) if monitor else None
+        self.monitor = Monitor(self.denied, on_lost=self._lost) if monitor else None
         self.supervisor = Supervisor(board, self.outbox.add, self._watch, self._bus,
                                      self._changed)
         self.profiles: dict[str, Profile] = {}
@@ -124,6 +124,13 @@ class AppRuntime:
             if profile.observe(denial) is None:
                 return
         self.outbox.add(event_of(app, denial))
+
+    def _lost(self, count: int) -> None:
+        """Audit records dropped under load (an app flooding the kernel with denials): the
+        reports then undercount, and that itself is reported."""
+        self.outbox.add(SecurityEvent(time.time(), "", "sandbox",
+                                      "audit records lost under load (an app flooding?)",
+                                      {"lost": count}, count))
 
     def _data(self, app: str) -> Path:
         return store.apps_dir(self.board) / app / "data"
