@@ -5,6 +5,7 @@ audit monitor."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -64,6 +65,45 @@ def test_forbidden_calls_are_denied_and_reported(app: App, reports: Reports) -> 
     assert (mount.kind, mount.mechanism, mount.allowed) == ("syscall", "seccomp", False)
     assert mount.what == "system call mount denied (seccomp)"
     reports.wait(lambda d: d.target == "unshare")
+
+
+NESTED = ("python3 -c 'import ctypes,os; l=ctypes.CDLL(None,use_errno=True); "
+          "r=l.syscall({nr}, 0x10000000|0x40000000|17, 0, 0, 0, 0); "  # NEWUSER|NEWNET|SIGCHLD
+          "print(\"clone\", r, os.strerror(ctypes.get_errno()))'")
+
+
+def test_no_namespaces_of_its_own_making(app: App, reports: Reports) -> None:
+    """No nested user namespace (where a process has every capability again, and
+    reaches the kernel code most exploits go through): not by unshare, not by clone."""
+    nr = {"x86_64": 56, "aarch64": 220}[os.uname().machine]
+    code, out = app.run(f"{NESTED.format(nr=nr)}; unshare -U -n true || echo no-unshare; "
+                        "grep CapEff /proc/self/status")
+    assert "clone -1 Operation not permitted" in out and "no-unshare" in out, out
+    assert "CapEff:\t0000000000000000" in out
+    reports.wait(lambda d: d.target == "clone" and d.mechanism == "seccomp")
+    code, out = app.run("python3 -c 'import threading, subprocess; "
+                        "t = threading.Thread(target=print, args=(\"thread\",)); t.start(); "
+                        "print(subprocess.run([\"echo\", \"child\"]).returncode)'")
+    assert "thread" in out and "0" in out  # threads and children as usual (clone3 falls back)
+
+
+SOCKETS = ("python3 -c 'import socket\n"
+           "for name, args in [(\"tcp\", (2, 1, 0)), (\"udp\", (10, 2, 17)), (\"unix\", (1, 1, 0)),"
+           " (\"route\", (16, 3, 0)), (\"icmp\", (2, 2, 1)), (\"udplite\", (2, 2, 136)),"
+           " (\"sctp\", (2, 5, 132)), (\"diag\", (16, 3, 4)), (\"vsock\", (40, 1, 0)),"
+           " (\"packet\", (17, 3, 0)), (\"raw\", (2, 3, 1))]:\n"
+           " try:\n  socket.socket(*args).close(); print(name, \"open\")\n"
+           " except OSError as e: print(name, e.errno)'")
+
+
+def test_only_tcp_udp_unix_and_route_sockets(app: App, reports: Reports) -> None:
+    """The egress filter sees TCP and UDP: ICMP, UDP-Lite, SCTP, raw, packet, vsock and
+    other netlink sockets would pass it by, so they are not to be had."""
+    code, out = app.run(SOCKETS, b'plugs = ["network"]\n')
+    result = dict(line.split() for line in out.strip().splitlines())
+    assert {k for k, v in result.items() if v == "open"} == {"tcp", "udp", "unix", "route"}, out
+    assert all(v == "1" for k, v in result.items() if v != "open"), out  # EPERM
+    reports.wait(lambda d: d.target == "socket" and d.mechanism == "seccomp")
 
 
 def test_complain_mode_logs_and_allows(app: App, reports: Reports) -> None:

@@ -81,6 +81,12 @@ def attack(name, arg):
                     "while time.time() < end: pass"])
     if name == "setuid":
         return run(["/usr/bin/mount", "-t", "tmpfs", "none", "/mnt"]) + f" uid {os.getuid()}"
+    if name == "disguised":  # a program of its own, named like the sandbox's helpers
+        path = os.path.join(data, arg)
+        with open("/usr/bin/cat", "rb") as src, open(path, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(path, 0o755)
+        return run([path, "/etc/shadow"])
     if name == "flood":
         for _ in range(int(arg)):
             libc.syscall(NR["personality"], 0xffffffff)

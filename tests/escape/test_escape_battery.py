@@ -139,6 +139,15 @@ def test_exploiting_a_set_uid_binary(fleet: Fleet) -> None:
                    and e["detail"].get("mechanism") == "seccomp")
 
 
+def test_running_a_program_of_its_own_making(fleet: Fleet) -> None:
+    """Code runs from the signed image or the system, not from what the app wrote; and a
+    program named like the sandbox's own helpers hides nothing."""
+    for name in ("edgeward-confine", "xdg-dbus-proxy", "bwrap"):
+        failed(fleet.attack("disguised", name), "Permission denied", "PermissionError")
+        fleet.reported(lambda e, n=name: e["detail"].get("access") == "execute"
+                       and e["detail"].get("target", "").endswith(f"/data/{n}"))
+
+
 def test_a_flood_of_denials_is_rate_limited(fleet: Fleet) -> None:
     """10,000 denials in a burst: a handful of rows on the server, merged or summarised
     with counts (and any records the kernel dropped under the load said so)."""

@@ -10,7 +10,7 @@
  *                             [-s FD] [-n] -- PROGRAM ARGS...
  *       Run by bubblewrap inside the finished sandbox, as the app's user: set
  *       no_new_privs, confine itself with Landlock (read/execute beneath each -r,
- *       read/write beneath each -w, open and ioctl each -d device, bind TCP only to
+ *       read/write but not execute beneath each -w, open and ioctl each -d device, bind TCP only to
  *       each -b port unless -B; abstract unix sockets and signals scoped to the app),
  *       then load the seccomp filter read from FD with SECCOMP_FILTER_FLAG_LOG, and
  *       exec PROGRAM. Landlock logs the app's denials to the audit subsystem (it is
@@ -67,9 +67,10 @@
 
 #define FILE_RIGHTS (FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV)
 #define READ_RIGHTS (FS_EXECUTE | FS_READ_FILE | FS_READ_DIR)
-#define WRITE_RIGHTS (READ_RIGHTS | FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | \
-                      FS_MAKE_DIR | FS_MAKE_REG | FS_MAKE_SOCK | FS_MAKE_FIFO | \
-                      FS_MAKE_SYM | FS_REFER | FS_TRUNCATE)
+/* what it may write it may not run: code comes from the signed image or the system */
+#define WRITE_RIGHTS (FS_READ_FILE | FS_READ_DIR | FS_WRITE_FILE | FS_REMOVE_DIR | \
+                      FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG | FS_MAKE_SOCK | \
+                      FS_MAKE_FIFO | FS_MAKE_SYM | FS_REFER | FS_TRUNCATE)
 #define DEVICE_RIGHTS (FS_READ_FILE | FS_WRITE_FILE | FS_IOCTL_DEV)
 #define MAX_RULES 256
 #define MAX_FILTER (4096 * 8) /* BPF_MAXINSNS instructions of 8 bytes */

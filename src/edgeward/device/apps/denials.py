@@ -22,7 +22,8 @@ LANDLOCK_ACCESS, LANDLOCK_DOMAIN = 1423, 1424
 WANTED = {SYSCALL, PATH, SOCKADDR, CWD, EOE, SECCOMP, LANDLOCK_ACCESS, LANDLOCK_DOMAIN}
 KEY = "edgeward"  # the prefix of the agent's audit rule keys
 COMPLAIN_KEY = "edgeward-complain"
-SECCOMP_ERRNO, SECCOMP_LOG = 0x00050000, 0x7FFC0000
+SECCOMP_ERRNO, SECCOMP_LOG, SECCOMP_ALLOW = 0x00050000, 0x7FFC0000, 0x7FFF0000
+SECCOMP_KILL_PROCESS, SECCOMP_KILL_THREAD = 0x80000000, 0x00000000
 ERRNO = {1: "EPERM", 2: "ENOENT", 3: "ESRCH", 13: "EACCES", 30: "EROFS", 101: "ENETUNREACH"}
 _HEADER = re.compile(r"^audit\((\d+)\.(\d+):(\d+)\):\s?(.*)$", re.S)
 _FIELD = re.compile(r'([a-z_0-9-]+)=("[^"]*"|\S*)')
@@ -30,6 +31,9 @@ _ENCODED = {"name", "path", "comm", "exe", "cwd", "ocomm", "key"}
 _HEX = re.compile(r"^(?:[0-9A-F]{2})+$")
 # probes that fail all the time in healthy programs: not a denial worth a report
 _QUIET_CALLS = {"access", "faccessat", "faccessat2"}
+# refused by the filter as unknown so that the C library falls back to clone(), whose
+# flags the filter can read: every thread start tries it first
+_QUIET_SECCOMP = {"clone3"}
 _QUIET_SOCKETS = {"/var/run/nscd/socket", "/run/nscd/socket"}
 _LANDLOCK_VERBS = {"fs.read_file": "read", "fs.write_file": "write", "fs.execute": "execute",
                    "fs.read_dir": "list", "fs.truncate": "truncate", "fs.ioctl_dev": "ioctl",
@@ -228,11 +232,13 @@ def interpret(event: Event, domains: dict[str, int] | None = None) -> Denial | N
 
     if seccomp is not None:
         code = _int(seccomp.get("code"), 0) & 0xFFFF0000
-        if code not in (SECCOMP_ERRNO, SECCOMP_LOG) and code < 0x7FFF0000:
+        name = syscall_name(_int(seccomp.get("syscall")))
+        if code == SECCOMP_ALLOW or name in _QUIET_SECCOMP:
             return None
-        return made(kind="syscall", access="call",
-                      target=syscall_name(_int(seccomp.get("syscall"))),
-                      mechanism="seccomp", allowed=code == SECCOMP_LOG)
+        killed = code in (SECCOMP_KILL_PROCESS, SECCOMP_KILL_THREAD)
+        return made(kind="syscall", access="call", target=name,
+                    mechanism="seccomp, killed" if killed else "seccomp",
+                    allowed=code == SECCOMP_LOG)
     call = syscall_name(_int((call_record or {}).get("syscall"), -1)) if call_record else ""
     if landlock is not None:
         blocker = landlock.get("blockers", "").split(",")[0]

@@ -41,8 +41,8 @@ class Profile:
     def observe(self, seen: Denial) -> str | None:
         """Take one observation; the interface or egress rule it needs, "denied" if no
         interface would allow it, or None when every app may do it anyway."""
-        if seen.exe in SANDBOX_PROGRAMS or seen.exe.endswith("/edgeward-confine"):
-            return None
+        if seen.allowed and seen.exe in SANDBOX_PROGRAMS:  # exact paths: the app can't
+            return None  # put a program of its own there (read-only, or bound over)
         self.first = self.first or seen.time
         self.last = max(self.last, seen.time)
         if seen.kind == "syscall":

@@ -117,8 +117,10 @@ class AppRuntime:
     def denied(self, app: str, denial: Denial) -> None:
         """A denial heard for ``app`` (a D-Bus proxy's too). In complain mode it is first
         an observation: what any app may do anyway is not worth a report."""
-        if denial.exe in SANDBOX_PROGRAMS or denial.exe.endswith("/edgeward-confine"):
-            return  # the sandbox or the proxy doing its own work, as the app's user
+        if denial.pid and denial.pid in self.supervisor.bus_pids():
+            return  # the app's D-Bus proxy (its user's, not the app) doing its own work
+        if denial.allowed and denial.exe in SANDBOX_PROGRAMS:
+            return  # complain mode sees the sandbox being built, as the app's user
         if denial.allowed or reconcile.mode(self.board, app) == "complain":
             profile = self.profiles.setdefault(app, Profile(app, str(self._data(app))))
             if profile.observe(denial) is None:

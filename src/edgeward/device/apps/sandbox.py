@@ -135,8 +135,8 @@ def system_view(root: Path = Path("/")) -> list[str]:
 def argv(p: Plan, confine: Path, seccomp_fd: int, system: list[str] | None = None
          ) -> list[str]:
     """The command line: bubblewrap, then ``edgeward-confine restrict``, then the app."""
-    args = [bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
-            "--hostname", p.app, "--cap-drop", "ALL",
+    args = [bwrap(), "--unshare-all", "--unshare-user", "--disable-userns",
+            "--die-with-parent", "--new-session", "--hostname", p.app, "--cap-drop", "ALL",
             *(system if system is not None else system_view()),
             "--proc", "/proc", "--dev", "/dev",
             "--tmpfs", "/tmp", "--tmpfs", "/run",  # noqa: S108 (its own, private)

@@ -191,6 +191,15 @@ class Supervisor:
             self._save()
             return [u.to_dict() for u in units]
 
+    def bus_pids(self) -> set[int]:
+        """The D-Bus proxies' processes (they run as their apps' users, outside them)."""
+        found = set()
+        for bus in list(self.buses.values()):
+            process = getattr(bus, "process", None)
+            if process is not None:
+                found.add(int(process.pid))
+        return found
+
     def status(self, app: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [u.to_dict() for u in self.units.values() if app in (None, u.app)]

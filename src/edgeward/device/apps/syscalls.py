@@ -5,8 +5,9 @@ so denied: mounting and namespaces (mount, umount2, pivot_root, chroot, unshare,
 setns, the new mount API), tracing other processes (ptrace, process_vm_*),
 kernel modules and kexec, bpf, perf_event_open, keyrings (keyctl, add_key,
 request_key), clocks and host names, swap, reboot, quotas, accounting,
-open_by_handle_at, userfaultfd, personality, iopl/ioperm. ``socket`` is allowed
-for stream, datagram and seqpacket sockets only: no raw sockets.
+open_by_handle_at, userfaultfd, personality, iopl/ioperm. ``socket`` and ``clone``
+are allowed by their arguments (:mod:`seccomp`): TCP, UDP and unix sockets only;
+threads and processes but no new namespaces.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ lgetxattr fgetxattr listxattr llistxattr flistxattr ioctl memfd_create inotify_i
 inotify_init1 inotify_add_watch inotify_rm_watch"""
 MEMORY = """brk mmap munmap mremap mprotect msync mincore madvise mlock munlock mlock2 membarrier
 rseq"""
-PROCESSES = """clone clone3 fork vfork execve execveat exit exit_group wait4 waitid kill tkill
+PROCESSES = """fork vfork execve execveat exit exit_group wait4 waitid kill tkill
 tgkill getpid getppid gettid getpgrp getpgid setpgid getsid setsid getuid geteuid getgid
 getegid getresuid getresgid getgroups capget prctl arch_prctl set_tid_address
 set_robust_list get_robust_list futex futex_waitv sched_yield sched_getaffinity
@@ -49,4 +50,4 @@ FORBIDDEN = ("mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "pt
              "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "swapon", "swapoff",
              "reboot", "quotactl", "acct", "open_by_handle_at", "name_to_handle_at",
              "userfaultfd", "personality", "iopl", "ioperm", "fsopen", "fsmount",
-             "move_mount", "open_tree", "fspick", "mknod", "mknodat")
+             "move_mount", "open_tree", "fspick", "mknod", "mknodat", "clone3")
