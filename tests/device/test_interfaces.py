@@ -98,6 +98,13 @@ def test_a_gpio_line_granted_and_one_not(board: VirtualBoard, heard: Heard) -> N
     assert "set" in out and "refused" in out, out
     assert (line17 / "value").read_text() == "1\n" and (line18 / "value").read_text() == "0\n"
     heard.wait(lambda d: d.target.startswith("/run/edgeward/gpio/gpio18"))
+    # the line is the app's now: a link it leaves there must not make root hand it more
+    secret = board.root / "secret"
+    secret.write_text("root's")
+    (line17 / "direction").unlink()
+    (line17 / "direction").symlink_to(secret)
+    _run(board, "true")
+    assert secret.stat().st_uid == 0
 
 
 @pytest.mark.parametrize(("plug", "path"), [

@@ -92,10 +92,11 @@ def test_revisions_side_by_side_switch_rollback_and_removal(world: World, gw: Ga
     assert store.rollback(board, "minibar") == "2.0.1"
     assert store.current(board, "minibar").version == "2.0.1"
     _publish(world, "2.0.3")
-    gw.install("acme", "minibar", "2.0.3")
     base = store.apps_dir(board) / "minibar"
+    (base / "logs").mkdir()  # the supervisor's, kept across revisions
+    gw.install("acme", "minibar", "2.0.3")
     assert sorted(p.name for p in base.iterdir() if not p.is_symlink()) == [
-        "2.0.1", "2.0.3", "data"]  # 2.0.2 (neither current nor previous) is gone
+        "2.0.1", "2.0.3", "data", "logs"]  # 2.0.2 (neither current nor previous) is gone
     assert not store.mounted(second.root)
     store.remove(board, "minibar")
     assert not base.exists() and not store.mounted(first.root)
@@ -122,6 +123,17 @@ def test_a_tampered_image_is_never_mounted(world: World, gw: Gateway) -> None:
     with pytest.raises(IntegrityError):
         gw.install("acme", "minibar", "2.0.1")
     assert not store.mounted(folder / "root")
+
+
+def test_a_version_named_like_the_apps_own_folders_is_refused(world: World,
+                                                             gw: Gateway) -> None:
+    """``data`` (or ``logs``, ``run``...) as a version would have root write the image
+    into the folder the app itself writes in."""
+    for version in ("data", "run"):
+        _publish(world, version)
+        with pytest.raises(IntegrityError, match="reserved"):
+            gw.install("acme", "minibar", version)
+    assert not (store.apps_dir(gw.board) / "minibar" / "data" / store.IMAGE).exists()
 
 
 def test_an_unsigned_app_is_refused(world: World, gw: Gateway) -> None:

@@ -43,11 +43,14 @@ def claim_gpio(board: Board, chosen: sandbox.Plan, user: sandbox.AppUser) -> Non
     for plug in chosen.granted:
         interface, _, line = plug.partition(":")
         path = folder / f"gpio{line}"
-        if interface != "gpio" or not path.is_dir():
+        if interface != "gpio" or path.is_symlink() or not path.is_dir():
             continue
         for item in (path, *path.iterdir()):
+            # the app owns these once granted: never follow a link it may have put there
+            if item.is_symlink() or not (item.is_dir() or item.is_file()):
+                continue
             with contextlib.suppress(OSError):
-                os.chown(item, user.uid, user.gid)
+                os.chown(item, user.uid, user.gid, follow_symlinks=False)
 
 
 def run(board: Board, name: str, program: str, args: list[str], timeout: float = 60.0

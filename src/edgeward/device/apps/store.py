@@ -32,6 +32,10 @@ from edgeward.trust.appmanifest import MANIFEST, AppManifest, parse
 from edgeward.trust.targets import app_path, check_name, parse_app_target
 
 IMAGE = "image.squashfs"
+# names beside the revisions in an app's folder: never a version (an app writes in some
+# of them, and a revision's folder is written by root)
+RESERVED = frozenset({"data", "logs", "run", "current", "previous", "grants.json",
+                      "profile.json", "stopped", "image.sha384"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ def unmount(root: Path) -> None:
 
 def install(board: Board, tuf: TufClient, tenant: str, name: str, version: str) -> Installed:
     """Fetch through TUF, check, mount, and make ``version`` the current revision."""
+    if version in RESERVED:
+        raise IntegrityError(f"{name} {version}: {version!r} is reserved on the gateway, "
+                             "not a version it installs")
     target = tuf.target(app_path(tenant, name, version))
     info = parse_app_target(target.path, target.unrecognized_fields)
     if (info.publisher, info.name, info.version) != (tenant, name, version):
@@ -124,7 +131,8 @@ def switch(board: Board, name: str, version: str) -> None:
         _point(base / "previous", old)
     keep = {version, old}
     for child in base.iterdir():
-        if child.is_dir() and not child.is_symlink() and child.name not in (*keep, "data"):
+        if (child.is_dir() and not child.is_symlink() and child.name not in keep
+                and child.name not in RESERVED):
             unmount(child / "root")
             shutil.rmtree(child)
 

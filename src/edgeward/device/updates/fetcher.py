@@ -93,7 +93,8 @@ def _append(http: httpx.Client, url: str, part: Path, have: int, length: int,
             raise Unreachable(f"download of {url}: HTTP {response.status_code}")
         if response.status_code == 200 and have:
             have = 0  # the server ignored the range: start over
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | (0 if have else os.O_TRUNC), 0o600)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+                     | (0 if have else os.O_TRUNC), 0o600)
         try:
             os.lseek(fd, have, os.SEEK_SET)
             for chunk in response.iter_bytes():  # as received: a break loses nothing
