@@ -204,7 +204,16 @@ def test_cgroup_v2_limits_and_events_are_written_and_read(tmp_path: Path) -> Non
 
     (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
     own = cgroups._own("").lstrip("/")
+    base = tmp_path / own
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (base / "cgroup.subtree_control").write_text("")
+    (base / "cgroup.procs").write_text("4242\n")  # the agent, as systemd started it
     group = cgroups.create("probe", 32 << 20, 0.5, 16, root=tmp_path)
+    # it moved itself to a leaf, then handed the controllers down (v2's no-internal-
+    # processes rule); the real files take "+memory +pids +cpu" as one write
+    assert (base / cgroups.AGENT_LEAF / "cgroup.procs").read_text() == "4242"
+    assert (base / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
     assert group.version == 2 and group.unified == tmp_path / own / "edgeward-app-probe"
     path = group.paths[0]
     assert (path / "memory.max").read_text() == str(32 << 20)

@@ -72,7 +72,9 @@ def _unified(app: str, root: Path) -> Path | None:
 def create(app: str, memory: int, cpu: float, pids: int, root: Path = ROOT) -> AppCgroup:
     """Make (or reset) the app's cgroup with its limits."""
     if version(root) == 2:
-        path = root / _own("").lstrip("/") / _name(app)
+        base = root / _own("").lstrip("/")
+        delegate(base)
+        path = base / _name(app)
         path.mkdir(exist_ok=True)
         _write(path / "memory.max", str(memory))
         _write(path / "memory.swap.max", "0", optional=True)
@@ -97,6 +99,36 @@ def create(app: str, memory: int, cpu: float, pids: int, root: Path = ROOT) -> A
         unified.mkdir(exist_ok=True)
         paths.append(unified)
     return AppCgroup(tuple(paths), 1, unified)
+
+
+CONTROLLERS = ("memory", "pids", "cpu")
+AGENT_LEAF = "edgeward-agent"
+
+
+def delegate(base: Path) -> None:
+    """Make the agent's own cgroup (v2; systemd's ``Delegate=yes``) able to give its app
+    cgroups the memory, pids and cpu controllers: v2 lets a cgroup hand controllers down
+    only while no process sits in it, so the agent first moves itself (and whatever else
+    is there) into a leaf of its own."""
+    wanted = [c for c in CONTROLLERS if c in (_read(base / "cgroup.controllers").split())]
+    enabled = _read(base / "cgroup.subtree_control").split()
+    missing = [c for c in wanted if c not in enabled]
+    if not missing:
+        return
+    members = _read(base / "cgroup.procs").split()
+    if members:
+        leaf = base / AGENT_LEAF
+        leaf.mkdir(exist_ok=True)
+        for pid in members:
+            with contextlib.suppress(OSError):  # gone meanwhile
+                (leaf / "cgroup.procs").write_text(pid)
+    _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+
+def _read(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text()
+    return ""
 
 
 def existing(app: str, root: Path = ROOT) -> AppCgroup:
