@@ -183,6 +183,15 @@ def test_binding_needs_network_bind(app: App, reports: Reports) -> None:
     assert refused.target.endswith(":18089") and refused.mechanism == "landlock"
     code, out = app.run(bind, b'plugs = ["network", "network-bind"]\n')
     assert "bound" in out, out
+    udp = ("python3 -c 'import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
+           "s.bind((\"::\", 0)); print(\"ephemeral\"); s=socket.socket(type=socket.SOCK_DGRAM); "
+           "s.bind((\"0.0.0.0\", 18090)); print(\"bound\")'")
+    code, out = app.run(udp, b'plugs = ["network"]\n')  # Landlock sees TCP only
+    assert "ephemeral" in out and "bound" not in out and "Operation not permitted" in out
+    udp_refused = reports.wait(lambda d: d.access == "bind" and d.target.endswith(":18090"))
+    assert udp_refused.mechanism == "not network-bind"
+    code, out = app.run(udp, b'plugs = ["network", "network-bind"]\n')
+    assert "bound" in out, out
 
 
 def test_memory_and_pids_limits_hold(app: App) -> None:

@@ -245,7 +245,7 @@ def interpret(event: Event, domains: dict[str, int] | None = None) -> Denial | N
         verb = _LANDLOCK_VERBS.get(blocker, "create" if "make_" in blocker else
                                    "delete" if "remove_" in blocker else blocker)
         if blocker.startswith("net."):
-            target = f"{landlock.get('saddr', landlock.get('daddr', '?'))}:" \
+            target = f"{landlock.get('saddr', landlock.get('daddr', '*'))}:" \
                      f"{landlock.get('src', landlock.get('dest', '?'))}"
             return made(kind="network", access=verb, target=target, mechanism="landlock")
         if blocker.startswith("scope."):
@@ -277,8 +277,9 @@ def interpret(event: Event, domains: dict[str, int] | None = None) -> Denial | N
                 return None
             return made(kind="network", access="connect", target=f"unix socket {address}",
                           mechanism="permissions" if errno != 2 else "not in its view")
-        mechanism = {1: "egress", 101: "no-network"}.get(errno, ERRNO.get(errno, str(errno)))
         verb = "bind" if call == "bind" else "connect"
+        mechanism = {1: "not network-bind" if verb == "bind" else "egress",
+                     101: "no-network"}.get(errno, ERRNO.get(errno, str(errno)))
         return made(kind="network", access=verb, target=address, mechanism=mechanism)
     if call in _SIGNALS:
         return made(kind="signal", access="signal",

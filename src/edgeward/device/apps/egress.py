@@ -29,6 +29,7 @@ from edgeward.trust.appmanifest import Egress
 
 # enum bpf_prog_type / bpf_attach_type / bpf_cmd (include/uapi/linux/bpf.h)
 PROG_TYPE_CGROUP_SOCK_ADDR = 18
+INET4_BIND, INET6_BIND = 8, 9
 INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG, UDP6_SENDMSG = 10, 11, 14, 15
 BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "armv6l": 386, "riscv64": 280}
@@ -182,6 +183,36 @@ def _load(code: bytes, attach_type: int) -> int:
         raise NotAvailable(f"the kernel refused the egress filter: {reason[0]}") from e
 
 
+def bind_program(any_port: bool) -> bytes:
+    """1 for a bind to port 0 (an ephemeral port, as a client may ask), or to any port
+    when the app may listen (``network-bind``); else 0: EPERM."""
+    if any_port:
+        return _insn(MOV64_IMM, 0, 0, 0, 1) + _insn(EXIT)
+    return b"".join([_insn(LDX_W, 3, 1, OFF_PORT), _insn(JNE32_IMM, 3, 0, 2, 0),
+                     _insn(MOV64_IMM, 0, 0, 0, 1), _insn(EXIT),
+                     _insn(MOV64_IMM, 0, 0, 0, 0), _insn(EXIT)])
+
+
+def _attach_one(fd: int, cgroup: Path, code: bytes, attach_type: int) -> None:
+    prog = _load(code, attach_type)
+    try:
+        _bpf(BPF_PROG_ATTACH, struct.pack("<IIII", fd, prog, attach_type, 0).ljust(128, b"\0"))
+    except OSError as e:
+        raise NotAvailable(f"cannot attach a network filter to {cgroup}: {e.strerror}") from e
+    finally:
+        os.close(prog)
+
+
+def attach_bind(cgroup: Path, any_port: bool) -> None:
+    """The bind filter (TCP and UDP, IPv4 and IPv6): Landlock sees only TCP binds."""
+    fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for attach_type in (INET4_BIND, INET6_BIND):
+            _attach_one(fd, cgroup, bind_program(any_port), attach_type)
+    finally:
+        os.close(fd)
+
+
 def attach(cgroup: Path, allowed: Iterable[Allowed]) -> None:
     """Load the program for IPv4 and IPv6 connect and sendmsg and attach it to the app's
     cgroup (v2), replacing what an earlier start attached."""
@@ -190,14 +221,6 @@ def attach(cgroup: Path, allowed: Iterable[Allowed]) -> None:
     try:
         for attach_type, v6 in ((INET4_CONNECT, False), (UDP4_SENDMSG, False),
                                 (INET6_CONNECT, True), (UDP6_SENDMSG, True)):
-            prog = _load(program(entries, v6), attach_type)
-            try:
-                _bpf(BPF_PROG_ATTACH, struct.pack("<IIII", fd, prog, attach_type, 0)
-                     .ljust(128, b"\0"))
-            except OSError as e:
-                raise NotAvailable(f"cannot attach the egress filter to {cgroup}: "
-                                   f"{e.strerror}") from e
-            finally:
-                os.close(prog)
+            _attach_one(fd, cgroup, program(entries, v6), attach_type)
     finally:
         os.close(fd)

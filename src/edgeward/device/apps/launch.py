@@ -58,6 +58,8 @@ class Started:
 def prepare(plan: sandbox.Plan) -> cgroups.AppCgroup:
     """The app's cgroup with its limits, and its egress filter attached."""
     group = cgroups.create(plan.app, plan.memory, plan.cpu, plan.pids)
+    if group.unified is not None:
+        egress.attach_bind(group.unified, plan.rules.bind_any or plan.complain)
     if plan.shares_network:
         if group.unified is None:
             raise NotAvailable("egress filtering needs a cgroup v2 hierarchy, which this "
