@@ -235,3 +235,25 @@ def test_nothing_is_counted_into_an_event_on_its_way(tmp_path: Path) -> None:
     box.add(SecurityEvent(1.5, "hog", "syscall", "mount denied"))  # while it is sent
     box.sent(batch)
     assert wire[0]["count"] == 1 and [e.count for e in box.pending] == [1]
+
+
+def test_a_flooding_app_does_not_crowd_out_its_neighbour() -> None:
+    now = [0.0]
+    box = Outbox(None, clock=lambda: now[0])
+    sent: list[SecurityEvent] = []
+    for second in range(60):  # a minute of one app trying everything, all the time
+        now[0] = float(second)
+        for kind in ("syscall", "file", "network", "signal", "dbus"):
+            for i in range(50):
+                box.add(SecurityEvent(float(second), "hog", kind, f"{kind} {second} {i}"))
+        box.add(SecurityEvent(float(second), "minibar", "file", f"minibar {second}"))
+        batch = box.take()
+        sent += batch
+        box.sent(batch)
+    now[0] = 100.0  # it calms down: what was held back is summed up
+    box.flush_suppressed()
+    sent += box.take()
+    hog = [e for e in sent if e.app == "hog" and e.kind != "suppressed"]
+    assert len(hog) <= box.app_burst + 60 * box.app_rate  # its own budget, all kinds
+    assert sum(e.count for e in sent if e.app == "hog") == 15_000  # summarised, not lost
+    assert len([e for e in sent if e.app == "minibar"]) == 60  # every one of the neighbour's

@@ -1,12 +1,13 @@
 """Security events on their way to the fleet server: sent at once, limited per source,
 kept on disk while the server is away.
 
-A looping app cannot flood the fleet: each (app, kind) has a token bucket (a burst,
-then a steady rate); what it suppresses is counted and reported as one summary
-event once the source calms down. Identical events close together are merged into
-one with a count. Pending events survive an agent restart (a JSON spool under the
-agent's data, replaced atomically) up to a cap, past which the oldest are dropped
-and the drop itself becomes an event.
+A looping app cannot flood the fleet, nor crowd out its neighbours' reports: each
+(app, kind) and each app as a whole has a token bucket (a burst, then a steady rate,
+well under what the fleet server takes from a gateway); what they suppress is counted
+and reported as one summary event once the source calms down. Identical events close
+together are merged into one with a count. Pending events survive an agent restart
+(a JSON spool under the agent's data, replaced atomically) up to a cap, past which
+the oldest are dropped and the drop itself becomes an event.
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ class _Bucket:
 class Outbox:
     def __init__(self, spool: Path | None, burst: int = 20, rate: float = 1.0,
                  cap: int = 5000, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, app_burst: int = 40,
+                 app_rate: float = 1.0) -> None:
         self.spool, self.burst, self.rate, self.cap = spool, burst, rate, cap
+        self.app_burst, self.app_rate = app_burst, app_rate
+        self.apps: dict[str, _Bucket] = {}  # one app, all kinds: no app crowds the others
         self.clock, self.wall = clock, wall
         self.pending: deque[SecurityEvent] = deque()
         self.buckets: dict[tuple[str, str], _Bucket] = {}
@@ -93,22 +97,29 @@ class Outbox:
         with self.lock:
             now = self.clock()
             key = (event.app, event.kind)
-            bucket = self.buckets.setdefault(key, _Bucket(float(self.burst), now))
-            bucket.tokens = min(float(self.burst),
-                                bucket.tokens + (now - bucket.stamp) * self.rate)
-            bucket.stamp = now
+            bucket = self._refill(self.buckets, key, self.burst, self.rate, now)
+            whole = self._refill(self.apps, event.app, self.app_burst, self.app_rate, now)
             if self._merge(event):
                 return True
-            if bucket.tokens < 1.0:
+            if bucket.tokens < 1.0 or whole.tokens < 1.0:
                 if not bucket.suppressed:
                     bucket.first_suppressed = event.time
                 bucket.suppressed += event.count
                 self.suppressed_total += event.count
                 return False
             bucket.tokens -= 1.0
+            whole.tokens -= 1.0
             self._summarise(key, bucket)
             self._append(event)
             return True
+
+    @staticmethod
+    def _refill(buckets: dict[Any, _Bucket], key: Any, burst: int, rate: float,
+                now: float) -> _Bucket:
+        bucket = buckets.setdefault(key, _Bucket(float(burst), now))
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.stamp) * rate)
+        bucket.stamp = now
+        return bucket
 
     def _merge(self, event: SecurityEvent) -> bool:
         """Count ``event`` into a queued one like it, unless that one is being sent (its
