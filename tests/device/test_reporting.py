@@ -257,3 +257,18 @@ def test_a_flooding_app_does_not_crowd_out_its_neighbour() -> None:
     assert len(hog) <= box.app_burst + 60 * box.app_rate  # its own budget, all kinds
     assert sum(e.count for e in sent if e.app == "hog") == 15_000  # summarised, not lost
     assert len([e for e in sent if e.app == "minibar"]) == 60  # every one of the neighbour's
+
+
+def test_no_audit_for_anyone_but_the_apps() -> None:
+    """Task rules that switch auditing off for every other user's processes: loaded syscall
+    rules would otherwise cost every process on the gateway at every call."""
+    from edgeward.device.apps.monitor import quiet_rules
+
+    below, above = quiet_rules((20000, 29999))
+    for rule, low, high in ((below, 0, 19999), (above, 30000, 0xFFFFFFFE)):
+        raw = rule.encode()
+        flags, action, count = struct.unpack_from("=3I", raw)
+        fields = struct.unpack_from("=64I", raw, 12 + 256)[:count]
+        values = struct.unpack_from("=64I", raw, 12 + 512)[:count]
+        assert (flags, action) == (1, 0)  # the task list, never
+        assert list(zip(fields, values, strict=True))[:2] == [(FIELD_UID, low), (FIELD_UID, high)]

@@ -31,8 +31,8 @@ NLGRP_READLOG = 1
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 F_REQUEST, F_ACK = 0x1, 0x4
 GET, SET, ADD_RULE, DEL_RULE, LIST_RULES = 1000, 1001, 1011, 1012, 1013
-STATUS_ENABLED, STATUS_BACKLOG_LIMIT = 0x1, 0x10
-FILTER_EXIT, ALWAYS = 0x04, 2
+STATUS_ENABLED, STATUS_RATE_LIMIT, STATUS_BACKLOG_LIMIT = 0x1, 0x8, 0x10
+FILTER_TASK, FILTER_EXIT, NEVER, ALWAYS = 0x01, 0x04, 0, 2
 FIELD_UID, FIELD_ARCH, FIELD_EXIT, FIELD_KEY = 1, 11, 103, 210
 OP_EQUAL, OP_GE, OP_LE = 0x40000000, 0x60000000, 0x50000000
 BITMASK_WORDS, MAX_FIELDS = 64, 64
@@ -44,12 +44,15 @@ _STATUS = struct.Struct("=10I")
 
 @dataclass(frozen=True)
 class Rule:
-    """``-a always,exit [-S calls] [-F exit=-E] -F uid>=low -F uid<=high -k key``."""
+    """``-a always,exit [-S calls] [-F exit=-E] -F uid>=low -F uid<=high -k key``, or with
+    ``task``: ``-a never,task -F uid>=low -F uid<=high`` (processes started by those
+    users are not audited at all)."""
 
     key: str
     uids: tuple[int, int]
     syscalls: tuple[str, ...] = ()  # none: every call
     exit: int = 0  # an errno the call failed with (0: any outcome)
+    task: bool = False  # a never,task rule
 
     def encode(self) -> bytes:
         machine = os.uname().machine
@@ -62,15 +65,16 @@ class Rule:
         for name in self.syscalls:
             number = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
             mask[number // 32] |= 1 << (number % 32)
-        fields = [(FIELD_ARCH, OP_EQUAL, arch), (FIELD_UID, OP_GE, self.uids[0]),
-                  (FIELD_UID, OP_LE, self.uids[1])]
+        fields = [] if self.task else [(FIELD_ARCH, OP_EQUAL, arch)]
+        fields += [(FIELD_UID, OP_GE, self.uids[0]), (FIELD_UID, OP_LE, self.uids[1])]
         if self.exit:
             fields.append((FIELD_EXIT, OP_EQUAL, (-self.exit) & 0xFFFFFFFF))
         key = self.key.encode()
         fields.append((FIELD_KEY, OP_EQUAL, len(key)))
         pad = [0] * (MAX_FIELDS - len(fields))
         return struct.pack(f"=3I{BITMASK_WORDS}I{MAX_FIELDS}I{MAX_FIELDS}I{MAX_FIELDS}II",
-                           FILTER_EXIT, ALWAYS, len(fields), *mask,
+                           FILTER_TASK if self.task else FILTER_EXIT,
+                           NEVER if self.task else ALWAYS, len(fields), *mask,
                            *[f[0] for f in fields], *pad,
                            *[f[2] for f in fields], *pad,
                            *[f[1] for f in fields], *pad, len(key)) + key
@@ -140,17 +144,27 @@ class Audit:
                  "lost", "backlog", "version", "backlog_wait_time")
         return dict(zip(names, _STATUS.unpack_from(body), strict=True))
 
-    def enable(self, backlog: int = 8192) -> None:
-        """Audit on, with room for bursts (the kernel default of 64 records is not)."""
+    def enable(self, backlog: int = 8192, rate: int = 2000) -> int:
+        """Audit on, with room for bursts (the kernel default of 64 records is not) and a
+        ceiling on records per second (a flooding app costs the agent bounded work; the
+        kernel counts what it drops). The previous ``enabled`` value, to restore."""
         status = self.status()
         if status["enabled"] == 2:
-            return  # locked by the system's configuration: as it is
+            return 2  # locked by the system's configuration: as it is
         mask = STATUS_ENABLED | (STATUS_BACKLOG_LIMIT if status["backlog_limit"] < backlog
-                                 else 0)
+                                 else 0) | (STATUS_RATE_LIMIT if not status["rate_limit"]
+                                            else 0)
         try:
-            self._request(SET, _STATUS.pack(mask, 1, 0, 0, 0, backlog, 0, 0, 0, 0) + bytes(8))
+            self._request(SET, _STATUS.pack(mask, 1, 0, 0, rate, backlog, 0, 0, 0, 0)
+                          + bytes(8))
         except OSError as e:
             raise NotAvailable(f"cannot enable kernel audit: {e.strerror}") from e
+        return int(status["enabled"])
+
+    def set_enabled(self, enabled: int) -> None:
+        with contextlib.suppress(OSError):
+            self._request(SET, _STATUS.pack(STATUS_ENABLED, enabled, 0, 0, 0, 0, 0, 0, 0, 0)
+                          + bytes(8))
 
     def add(self, rule: Rule) -> None:
         try:
