@@ -13,7 +13,7 @@ import pytest
 
 from edgeward.board.virtual import VirtualBoard
 from edgeward.device.apps import cgroups, store
-from edgeward.files import traversable_dir
+from edgeward.files import sha384_file, traversable_dir
 from edgeward.release import appimage
 
 
@@ -35,6 +35,7 @@ def build(where: Path, name: str, files: dict[str, str], manifest: str,
 def sideload(board: VirtualBoard, image: Path, name: str, version: str) -> store.Installed:
     folder = traversable_dir(traversable_dir(store.apps_dir(board) / name) / version)
     shutil.copy(image, folder / store.IMAGE)
+    (folder / store.DIGEST).write_text(sha384_file(image) + "\n")  # as TUF would vouch
     store.mount(folder / store.IMAGE, folder / "root")
     store.switch(board, name, version)
     return store.current(board, name)

@@ -9,12 +9,10 @@ and full jitter. SIGTERM (or SIGINT) stops it between two steps.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import signal
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +45,6 @@ class AgentSettings:
     update_every: float = 900.0  # seconds between update checks (0: never)
     health_tries: int = 5  # attempts to reach the server after a trial boot
     apps: bool = True  # run the installed apps (supervisor, denial reports)
-    app_settle: float = 5.0  # after a trial boot, apps must run this long in a row
-    app_timeout: float = 60.0  # ... within this long
     system_bus: str = SYSTEM_BUS  # the D-Bus the apps' proxies filter
 
 
@@ -89,7 +85,6 @@ class Agent:
             raise StateError("the agent runs after a verified boot: boot the device first")
         self.boot = boot
         self.apps: AppRuntime | None = None
-        self.apps_before: set[tuple[str, str]] = set()  # daemons running before a reboot
         if not server_ca_path(board).exists():
             raise InputError("no server CA known: pass --server-ca the first time")
 
@@ -114,11 +109,6 @@ class Agent:
         one comes up (BL2 falls back to the committed slot within its boot limit). The
         apps stop with the old system and start again on the new one."""
         running = self.apps is not None
-        if self.apps is not None:
-            self.apps_before = {(u["app"], u["daemon"]) for u in self.apps.supervisor.status()
-                                if u["state"] == "running"}
-            write_atomic(self._apps_before_path(),
-                         json.dumps(sorted(self.apps_before)).encode(), mode=0o600)
         self.stop_apps()
         try:
             self._power_cycle()
@@ -141,7 +131,7 @@ class Agent:
                  f"({dict(booted.get('versions', {})).get('rootfs', '?')})")
 
     def health(self) -> str | None:
-        """After a trial boot: verified boot, attested, reaching the server, apps running.
+        """After a trial boot: verified boot, attested, reaching the server.
 
         A server that does not answer is asked again (``health_tries``, with backoff)
         before the release is judged: a network blip is not a bad release."""
@@ -154,7 +144,10 @@ class Agent:
                     if verdict != "attested":
                         return f"attestation {verdict}"
                     self.heartbeat(client)
-                return self.apps_health()
+                # apps are not asked: the OS's security stream must not wait on them, and
+                # an app that crashes on a new release would otherwise veto every update
+                # (their crash loops are reported as ever)
+                return None
             except Unreachable as e:
                 if attempt == self.settings.health_tries:
                     return f"fleet server not reached ({attempt} tries): {e.message}"
@@ -163,41 +156,6 @@ class Agent:
             except Error as e:
                 return f"fleet server refused the gateway: {e.message}"
         return None
-
-    def _apps_before_path(self) -> Path:
-        return self.board.data_dir / "edgeward" / "apps-before-reboot.json"
-
-    def apps_health(self) -> str | None:
-        """After a trial boot: every daemon that ran before the update runs again, for
-        ``app_settle`` seconds in a row, within ``app_timeout``; one that crash-loops or
-        fails on the new release fails the health check (and the release rolls back)."""
-        if not self.apps_before:  # the agent restarted in between (a real reboot)
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                self.apps_before = {(str(a), str(d)) for a, d in
-                                    json.loads(self._apps_before_path().read_text())}
-        self._apps_before_path().unlink(missing_ok=True)
-        before, self.apps_before = self.apps_before, set()
-        if self.apps is None or not before:
-            return None
-        end = time.monotonic() + self.settings.app_timeout
-        while True:
-            units = {(u["app"], u["daemon"]): u for u in self.apps.supervisor.status()}
-            mine = [units[k] for k in before if k in units]
-            bad = [u for u in mine if u["state"] in ("crash-loop", "failed")]
-            if bad:
-                u = bad[0]
-                return f"app {u['app']}/{u['daemon']} is {u['state']} on this release" + (
-                    f" ({u['detail']})" if u.get("detail") else "")
-            settled = all(u["state"] == "running" and time.time() - float(u["since"])
-                          >= self.settings.app_settle for u in mine)
-            if settled:
-                return None
-            if time.monotonic() > end:
-                waiting = [f"{u['app']}/{u['daemon']} {u['state']}" for u in mine
-                           if u["state"] != "running"]
-                return f"apps did not settle in {self.settings.app_timeout:.0f} s: " + (
-                    ", ".join(waiting) or "restarting")
-            self.stop.wait(0.2)
 
     def finish_boot(self) -> None:
         """Commit or roll back what the last boot tried; a failure is said, not fatal."""
@@ -217,7 +175,8 @@ class Agent:
             wanted = client.call("GET", "/v1/gateway/desired").get("apps", [])
         slot = str(self.boot.get("slot", "a"))
         done = reconcile(self.board, wanted, lambda: TufClient(
-            self.board, self.settings.server, self._context(), slot))
+            self.board, self.settings.server, self._context(), slot),
+            self.apps.forget if self.apps is not None else lambda _: None)
         for outcome in done:
             if outcome.action != "kept" or outcome.detail:
                 self.say(f"app {outcome.app}: {outcome.action} {outcome.version} "
@@ -234,9 +193,10 @@ class Agent:
         runtime = AppRuntime(self.board, self._client, self.say, self.settings.system_bus)
         try:
             runtime.start()
-        except Error as e:
-            self.say(f"apps not started: {e.message}")
-            runtime.close()
+        except Exception as e:  # the agent's other duties go on without the apps
+            self.say(f"apps not started: {e.message if isinstance(e, Error) else e!r}")
+            with contextlib.suppress(Exception):
+                runtime.close()
             return
         self.apps = runtime
 

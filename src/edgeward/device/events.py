@@ -189,10 +189,13 @@ class Outbox:
             return
         with self.lock:
             data = [e.to_dict() for e in self.pending]
-        if data:
-            write_atomic(self.spool, json.dumps(data).encode(), mode=0o600)
-        else:
-            self.spool.unlink(missing_ok=True)
+        try:
+            if data:
+                write_atomic(self.spool, json.dumps(data).encode(), mode=0o600)
+            else:
+                self.spool.unlink(missing_ok=True)
+        except OSError:  # a full data area (an app may fill it): they stay in memory
+            return
 
     def _load(self) -> None:
         if self.spool is None or not self.spool.exists():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,10 +186,21 @@ def kill(group: AppCgroup) -> None:
             os.kill(pid, 9)
 
 
-def remove(group: AppCgroup) -> None:
+def remove(group: AppCgroup, wait: float = 0.0) -> None:
+    """Remove the app's cgroup; ``wait`` seconds for its last processes to be gone (a
+    killed process stays counted in it for a moment)."""
+    end = time.monotonic() + wait
     for path in group.paths:
-        with contextlib.suppress(OSError):  # still busy: the supervisor stops it first
-            path.rmdir()
+        while True:
+            try:
+                path.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # still busy
+                if time.monotonic() >= end:
+                    break
+                time.sleep(0.05)
 
 
 def _write(path: Path, value: str, optional: bool = False) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -27,6 +28,7 @@ from edgeward.errors import (
     ToolError,
 )
 
+log = logging.getLogger("edgeward.agent")
 SOCKET = "agent.sock"
 LIMIT = 1 << 16
 
@@ -86,11 +88,17 @@ class ControlServer:
             request = json.loads(raw)
             if not isinstance(request, dict) or request.get("op") not in self.handlers:
                 raise InputError(f"unknown request (known: {', '.join(sorted(self.handlers))})")
+            for key in ("app", "daemon"):
+                if not isinstance(request.get(key, ""), str | None):
+                    raise InputError(f"{key} must be a name")
             return {"ok": True, "result": self.handlers[request["op"]](request)}
         except Error as e:
             return {"ok": False, "error": e.message, "code": e.exit_code}
-        except (ValueError, OSError) as e:
-            return {"ok": False, "error": f"bad request: {e}", "code": 3}
+        except (ValueError, OSError, KeyError, TypeError) as e:
+            return {"ok": False, "error": f"bad request: {e!r}", "code": 3}
+        except Exception as e:  # the control thread outlives any one request
+            log.exception("control request failed")
+            return {"ok": False, "error": f"the agent failed: {type(e).__name__}", "code": 1}
 
 
 def call(board: Board, op: str, **args: Any) -> Any:

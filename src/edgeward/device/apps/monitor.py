@@ -110,6 +110,15 @@ class Monitor:
                 audit.remove(complain_rule(uid))
                 self.complaining.discard(uid)
 
+    def forget(self, uid: int) -> None:
+        """``uid``'s app is gone: its records are no longer its, its complain rule goes."""
+        with self._lock:
+            self.apps.pop(uid, None)
+        if uid in self.complaining:
+            with Audit() as audit:
+                audit.remove(complain_rule(uid))
+            self.complaining.discard(uid)
+
     def _kernel_lost(self) -> int:
         try:
             with Audit() as audit:

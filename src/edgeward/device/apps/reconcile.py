@@ -81,8 +81,8 @@ def _grant(board: Board, name: str, grants: list[str], run_mode: str = "enforce"
     return given, held, changed
 
 
-def reconcile(board: Board, wanted: list[dict[str, Any]], tuf: Callable[[], TufClient]
-              ) -> list[AppOutcome]:
+def reconcile(board: Board, wanted: list[dict[str, Any]], tuf: Callable[[], TufClient],
+              before_remove: Callable[[str], None] = lambda _: None) -> list[AppOutcome]:
     outcomes = []
     names = set()
     for app in wanted:
@@ -115,6 +115,7 @@ def reconcile(board: Board, wanted: list[dict[str, Any]], tuf: Callable[[], TufC
             outcomes.append(AppOutcome(name, "failed", version, e.message))
     for name in store.installed(board):
         if name not in names:
+            before_remove(name)  # its daemons stopped first: nothing busy under it
             store.remove(board, name)
             outcomes.append(AppOutcome(name, "removed"))
     return outcomes

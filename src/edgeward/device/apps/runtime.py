@@ -75,6 +75,7 @@ class AppRuntime:
                 self.say(f"app denials cannot be heard: {e.message}")
                 self.outbox.add(SecurityEvent(time.time(), "", "sandbox",
                                               f"app denials cannot be heard: {e.message}"))
+        self.remount()
         self.supervisor.start()
         self.control = ControlServer(self.board, {
             "status": lambda r: self.supervisor.status(r.get("app")),
@@ -98,6 +99,25 @@ class AppRuntime:
             self._sender.join(timeout=10)
         self.outbox.save()
         self._save_profiles()
+
+    def remount(self) -> None:
+        """After a power cycle the apps' images are mounted again, each only if it still
+        matches what TUF vouched for at install (the data area is outside the verified
+        boot): one that does not stays down, and that is reported."""
+        for name in store.installed(self.board):
+            try:
+                store.remount(self.board, name)
+            except Error as e:
+                self.say(f"app {name}: {e.message}")
+                self.outbox.add(SecurityEvent(time.time(), name, "sandbox", e.message))
+
+    def forget(self, app: str) -> None:
+        """Before an app is removed: its daemons stopped, its proxy, cgroup and rules gone."""
+        self.supervisor.forget(app)
+        if self.monitor is not None:
+            with contextlib.suppress(Error):
+                self.monitor.forget(users.user_for(self.board, app).uid)
+        self.profiles.pop(app, None)
 
     def reconciled(self, changed: set[str]) -> None:
         """After the desired apps were installed or removed: restart what changed."""
@@ -207,6 +227,14 @@ class AppRuntime:
         self._save_profiles()
 
     def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._send()
+            except Exception:  # the reports must outlive any one failure (a full disk...)
+                log.exception("sending app reports failed; trying again")
+                self._stop.wait(5.0)
+
+    def _send(self) -> None:
         client: ApiClient | None = None
         failures = 0
         next_profile = 0.0

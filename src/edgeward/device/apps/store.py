@@ -17,6 +17,7 @@ deletes all of it.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import os
 import shutil
 import subprocess
@@ -27,11 +28,13 @@ from edgeward.board.base import Board
 from edgeward.device.updates.client import TufClient
 from edgeward.device.updates.fetcher import download
 from edgeward.errors import IntegrityError, NotFound, StateError, ToolError
-from edgeward.files import traversable_dir
+from edgeward.files import sha384_file, traversable_dir, write_atomic
 from edgeward.trust.appmanifest import MANIFEST, AppManifest, parse
 from edgeward.trust.targets import app_path, check_name, parse_app_target
 
 IMAGE = "image.squashfs"
+DIGEST = "image.sha384"  # as TUF vouched for it at install: checked again at each mount
+HASH = "sha384"
 # names beside the revisions in an app's folder: never a version (an app writes in some
 # of them, and a revision's folder is written by root)
 RESERVED = frozenset({"data", "logs", "run", "current", "previous", "grants.json",
@@ -103,6 +106,8 @@ def install(board: Board, tuf: TufClient, tenant: str, name: str, version: str) 
         part.rename(image)
     else:
         tuf.verify(target, image)  # what is on the data area is checked again
+    digest = target.hashes.get(HASH, "")
+    write_atomic(folder / DIGEST, f"{digest}\n".encode(), mode=0o600)
     root = folder / "root"
     mount(image, root)
     try:
@@ -156,7 +161,34 @@ def current(board: Board, name: str) -> Installed:
     root = base / version / "root"
     data = base / "data"
     data.mkdir(mode=0o700, exist_ok=True)
-    return Installed(name, version, root, data, parse((root / MANIFEST).read_bytes()))
+    try:
+        return Installed(name, version, root, data, parse((root / MANIFEST).read_bytes()))
+    except OSError as e:
+        raise StateError(f"{name} {version} is not mounted (after a reboot the agent "
+                         "mounts it again, once its image checks out)") from e
+
+
+def remount(board: Board, name: str) -> list[str]:
+    """Mount the current and previous revisions again (after a power cycle), each only if
+    its image still has the digest TUF vouched for at install; the versions mounted."""
+    base = apps_dir(board) / name
+    done = []
+    for link in ("current", "previous"):
+        version = _link(base / link)
+        folder = base / version
+        if not version or mounted(folder / "root"):
+            continue
+        try:
+            expected = (folder / DIGEST).read_text().strip()
+        except OSError as e:
+            raise IntegrityError(f"{name} {version}: no record of its signed digest: "
+                                 "install it again") from e
+        if not expected or not hmac.compare_digest(sha384_file(folder / IMAGE), expected):
+            raise IntegrityError(f"{name} {version}: its image on the data area no longer "
+                                 "matches what TUF vouched for: not mounted")
+        mount(folder / IMAGE, folder / "root")
+        done.append(version)
+    return done
 
 
 def remove(board: Board, name: str) -> None:

@@ -157,6 +157,18 @@ class Supervisor:
                     self._launch(unit)
         self._save()
 
+    def forget(self, app: str) -> None:
+        """Before the app is removed: its daemons stopped, its proxy and cgroup gone."""
+        with self.lock:
+            for key in [k for k in self.units if k[0] == app]:
+                self._halt(self.units.pop(key), "stopped", "removed")
+            self._drop_bus(app)
+            self.limits.pop(app, None)
+            group = cgroups.existing(app)
+            cgroups.kill(group)
+            cgroups.remove(group, wait=5.0)
+        self._save()
+
     def restart(self, apps: set[str]) -> None:
         """Restart these apps' daemons (a new revision, other grants, another mode)."""
         with self.lock:
@@ -237,10 +249,13 @@ class Supervisor:
                     plan = dataclasses.replace(plan, bus_socket=self._bus_socket(unit.app))
             self.watch(user.uid, unit.app, plan.complain)
             started = launch.start(plan, user, out_w, err_w)
-        except Error as e:
+        except Exception as e:  # whatever it was, the unit fails and the agent goes on
             os.close(out_r)
             os.close(err_r)
-            self._failed(unit, f"could not start: {e.message}", sandbox_error=True)
+            message = e.message if isinstance(e, Error) else f"{type(e).__name__}: {e}"
+            if not isinstance(e, Error):
+                log.exception("starting %s/%s failed", unit.app, unit.daemon)
+            self._failed(unit, f"could not start: {message}", sandbox_error=True)
             return
         finally:
             os.close(out_w)
