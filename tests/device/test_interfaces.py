@@ -14,6 +14,7 @@ import pytest
 from edgeward.board.virtual import VirtualBoard
 from edgeward.device.apps import reconcile, runner, users
 from edgeward.device.apps.monitor import Monitor
+from tests.conftest import REQUIRE_REAL
 from tests.device.apps_side import install
 from tests.device.sandboxing import Reports, need_root
 
@@ -113,6 +114,8 @@ def test_a_gpio_line_granted_and_one_not(board: VirtualBoard, heard: Heard) -> N
 def test_the_observe_interfaces(board: VirtualBoard, heard: Heard, plug: str,
                                 path: str) -> None:
     if not os.path.exists(path):
+        if REQUIRE_REAL:
+            pytest.fail(f"{path} is not on this machine and EDGEWARD_REQUIRE_REAL=1")
         pytest.skip(f"{path} is not on this machine")
     _app(board, heard, [plug], [])
     out = _run(board, f"head -c 1 {path} >/dev/null && echo read || echo refused")

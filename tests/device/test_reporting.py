@@ -272,3 +272,13 @@ def test_no_audit_for_anyone_but_the_apps() -> None:
         values = struct.unpack_from("=64I", raw, 12 + 512)[:count]
         assert (flags, action) == (1, 0)  # the task list, never
         assert list(zip(fields, values, strict=True))[:2] == [(FIELD_UID, low), (FIELD_UID, high)]
+
+
+def test_a_profile_stays_bounded_however_much_an_app_tries() -> None:
+    p = profile.Profile("nosy", "/data/nosy")
+    for i in range(5000):
+        p.observe(_seen("file", "read", f"/etc/secret-{i}"))
+        p.observe(_seen("network", "connect", f"10.{i // 250}.{i % 250}.1:443"))
+    out = p.to_dict()
+    assert len(out["denied"]) <= profile.MAX_DENIED and len(out["egress"]) == profile.MAX_EGRESS
+    assert sum(d["count"] for d in out["denied"]) == 5000  # counted all the same

@@ -93,3 +93,10 @@ def test_any_bytes_parse_or_are_refused_cleanly(data: bytes) -> None:
         parse(data)
     except ManifestError as e:
         assert "\n" not in e.message
+
+
+def test_at_most_32_plugs() -> None:
+    many = ", ".join(f'"gpio:{n}"' for n in range(33))
+    with pytest.raises(ManifestError, match="at most 32 plugs"):
+        parse(b'name = "probe"\nversion = "1"\npublisher = "acme"\nsummary = "p"\n'
+              + f"plugs = [{many}]\n".encode())

@@ -16,7 +16,7 @@ from edgeward.cli.common import device_option, json_option
 from edgeward.cli.output import console, emit_json
 from edgeward.device.apps import control, logsink, profile, reconcile, runner, store
 from edgeward.device.apps.supervisor import saved_status
-from edgeward.errors import NotFound, StateError
+from edgeward.errors import NotFound, StateError, one_line
 
 
 @click.group("apps")
@@ -125,14 +125,14 @@ def logs(device: Path, app: str, daemon: str | None, lines: int, follow: bool) -
     names = [daemon] if daemon else sorted(p.stem for p in folder.glob("*.log"))
     if not names or not all((folder / f"{n}.log").exists() for n in names):
         raise NotFound(f"no logs for {app}{'/' + daemon if daemon else ''}")
-    for name in names:
+    for name in names:  # what an app wrote, shown with its control characters escaped
         for line in logsink.tail(folder / f"{name}.log", lines):
-            click.echo(f"{name}: {line}" if len(names) > 1 else line)
+            click.echo(one_line(f"{name}: {line}" if len(names) > 1 else line))
     if follow:
         stop = threading.Event()
         try:
             for line in logsink.follow(folder / f"{names[0]}.log", stop):
-                click.echo(line)
+                click.echo(one_line(line))
         except KeyboardInterrupt:
             stop.set()
 

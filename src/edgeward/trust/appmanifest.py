@@ -51,6 +51,7 @@ _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 _TOP = {"name", "version", "publisher", "summary", "plugs", "resources", "egress", "commands",
         "daemons"}
 DEFAULTS = {"memory": 64 << 20, "cpu": 0.5, "pids": 64}
+MAX_PLUGS = 32  # what the fleet server takes in an app's status
 LIMITS = {"memory": (1 << 20, 4 << 30), "cpu": (0.01, 64.0), "pids": (1, 4096)}
 
 
@@ -169,6 +170,8 @@ def _plugs(value: Any, where: _Where) -> tuple[Plug, ...]:
         found.append(Plug(interface, argument))
     if len(set(found)) != len(found):
         raise where.fail("a plug is listed twice", "plugs")
+    if len(found) > MAX_PLUGS:
+        raise where.fail(f"at most {MAX_PLUGS} plugs", "plugs")
     return tuple(found)
 
 

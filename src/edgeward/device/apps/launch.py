@@ -9,6 +9,7 @@ milliseconds, not an interpreter's.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import grp
 import ipaddress
 import os
@@ -38,6 +39,16 @@ def confine_binary() -> Path:
             return Path(candidate)
     raise ToolError(f"{CONFINE} not found (built by scripts/bootstrap from "
                     "src/edgeward/device/apps/confine.c)")
+
+
+LANDLOCK_WANTED = 7  # file and network rules, scoping, and logging across exec
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: none)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    version = int(libc.syscall(444, None, 0, 1))  # landlock_create_ruleset(VERSION)
+    return max(version, 0)
 
 
 def groups(names: tuple[str, ...]) -> list[int]:
@@ -96,8 +107,8 @@ def run(plan: sandbox.Plan, user: sandbox.AppUser, timeout: float = 60.0
     started = start(plan, user, subprocess.PIPE, subprocess.PIPE)
     try:
         out, err = started.process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        cgroups.kill(started.group)
+    except subprocess.TimeoutExpired:  # this command only: its sandbox dies with bubblewrap
+        started.process.kill()  # (the app's daemons share its cgroup: they go on)
         out, err = started.process.communicate()
     return subprocess.CompletedProcess(started.process.args, started.process.returncode,
                                        out, err)

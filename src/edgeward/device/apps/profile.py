@@ -19,11 +19,13 @@ from typing import Any
 from edgeward.device.apps import interfaces
 from edgeward.device.apps.denials import Denial
 from edgeward.errors import one_line
+from edgeward.trust.appmanifest import MAX_PLUGS
 
 _GPIO = re.compile(rf"^{re.escape(interfaces.GPIO_VIEW)}/gpio([0-9]{{1,3}})(/|$)")
 _SERIAL = re.compile(r"^/dev/(tty[A-Za-z]{1,8}[0-9]{1,3})$")
 _WRITES = {"write", "read-write", "create", "delete", "rename", "change", "truncate"}
 _FILE_VERBS = _WRITES | {"read", "open", "execute", "list", "ioctl", "link or rename"}
+MAX_DENIED, MAX_EGRESS = 200, 1024
 # what the sandbox does before the app runs, and the app's D-Bus proxy (same user)
 SANDBOX_PROGRAMS = ("/usr/bin/bwrap", "/run/edgeward/confine", "/usr/bin/xdg-dbus-proxy")
 
@@ -63,6 +65,8 @@ class Profile:
         return self._deny(f"D-Bus calls to {destination}")
 
     def _deny(self, what: str) -> str:
+        if what not in self.denied and len(self.denied) >= MAX_DENIED - 1:
+            what = "(other refusals)"  # bounded, however much an app tries
         self.denied[what] = self.denied.get(what, 0) + 1
         return "denied"
 
@@ -86,7 +90,8 @@ class Profile:
             return "network-bind"
         self.interfaces.add("network")
         rule = f"{address}/{address.max_prefixlen}:{port}"  # as app.toml's egress takes it
-        self.egress.add(rule)
+        if len(self.egress) < MAX_EGRESS:
+            self.egress.add(rule)
         return rule
 
     def _file(self, path: str, access: str) -> str | None:
@@ -116,7 +121,8 @@ class Profile:
 
     def to_dict(self, version: str = "") -> dict[str, Any]:
         return {"app": self.app, "version": version,
-                "interfaces": sorted(self.interfaces), "egress": sorted(self.egress),
+                "interfaces": sorted(self.interfaces)[:MAX_PLUGS],
+                "egress": sorted(self.egress)[:MAX_EGRESS],
                 "denied": [{"what": one_line(w)[:300], "count": n} for w, n in
                            sorted(self.denied.items(), key=lambda item: -item[1])][:200],
                 "observed_from": self.first, "observed_to": self.last}

@@ -25,7 +25,7 @@ from typing import Any
 
 from edgeward.api_client import ApiClient
 from edgeward.board.base import Board
-from edgeward.device.apps import reconcile, store, users
+from edgeward.device.apps import launch, reconcile, store, users
 from edgeward.device.apps.control import ControlServer
 from edgeward.device.apps.denials import Denial
 from edgeward.device.apps.monitor import Monitor
@@ -75,6 +75,14 @@ class AppRuntime:
                 self.say(f"app denials cannot be heard: {e.message}")
                 self.outbox.add(SecurityEvent(time.time(), "", "sandbox",
                                               f"app denials cannot be heard: {e.message}"))
+        abi = launch.landlock_abi()
+        if abi < launch.LANDLOCK_WANTED:  # confined, but less than promised: say so
+            missing = "no Landlock: apps cannot start" if abi == 0 else (
+                f"Landlock ABI {abi} < {launch.LANDLOCK_WANTED}: file denials not logged"
+                + (", TCP binding not controlled" if abi < 4 else "")
+                + (", abstract sockets and signals not scoped" if abi < 6 else ""))
+            self.say(missing)
+            self.outbox.add(SecurityEvent(time.time(), "", "sandbox", missing))
         self.remount()
         self.supervisor.start()
         self.control = ControlServer(self.board, {

@@ -8,6 +8,7 @@ so that an app removed and another installed later never inherit a name's histor
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import pwd
@@ -28,22 +29,36 @@ USERS = "users.json"
 
 
 def user_for(board: Board, name: str) -> AppUser:
-    path = store.apps_dir(board) / USERS
-    try:
-        table: dict[str, int] = json.loads(path.read_text())
-    except FileNotFoundError:
-        table = {}
-    except ValueError as e:
-        raise StateError(f"{path} is corrupt") from e
-    if name not in table:
-        taken = set(table.values())
-        free = next((i for i in range(FIRST_ID, LAST_ID + 1) if i not in taken), None)
-        if free is None:
-            raise StateError("no app user ids left")
-        table[name] = free
-        write_atomic(path, json.dumps(table, sort_keys=True).encode(), mode=0o600)
+    """The app's user; a new app gets the first id neither another app nor any other
+    account on the system has (the agent and the CLI may ask at once: a lock)."""
+    folder = store.apps_dir(board)
+    path = folder / USERS
+    with (folder / ".users.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            table: dict[str, int] = json.loads(path.read_text())
+        except FileNotFoundError:
+            table = {}
+        except ValueError as e:
+            raise StateError(f"{path} is corrupt") from e
+        if name not in table:
+            taken = set(table.values())
+            free = next((i for i in range(FIRST_ID, LAST_ID + 1)
+                         if i not in taken and not _foreign(i)), None)
+            if free is None:
+                raise StateError("no app user ids left")
+            table[name] = free
+            write_atomic(path, json.dumps(table, sort_keys=True).encode(), mode=0o600)
     register(table[name])
     return AppUser(table[name], table[name])
+
+
+def _foreign(uid: int) -> bool:
+    """Whether ``uid`` belongs to an account that is not an app user's."""
+    try:
+        return pwd.getpwuid(uid).pw_name != f"ew{uid}"
+    except KeyError:
+        return False
 
 
 def register(uid: int) -> None:
