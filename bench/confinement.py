@@ -871,6 +871,46 @@ def syscalls(world: World, calls: int, repeat: int) -> dict[str, Any]:
 
 
 # --- environment ---------------------------------------------------------------------------
+def audit_overhead(world: World, calls: int, repeat: int) -> dict[str, Any]:
+    """What the agent's audit rules cost the *rest* of the gateway: the same loops, as root
+    outside any sandbox, with no rules, with the deny rules alone (every process then
+    keeps an audit context), and with the deny rules and the never,task rules the agent
+    loads with them (no context for anyone but the apps' users)."""
+    from edgeward.device.apps.audit import Audit
+    from edgeward.device.apps.monitor import deny_rules, quiet_rules
+
+    setups = {"no_rules": [], "deny_rules_only": deny_rules(),
+              "as_the_agent_loads_them": quiet_rules() + deny_rules()}
+    loops = {"getppid": [str(calls)], "open": [str(max(1, calls // 5)), str(world.program)]}
+    out: dict[str, Any] = {"why": audit_overhead.__doc__, "loops": {}}
+    with Audit() as audit:
+        before = audit.enable()
+        try:
+            for name, rules in setups.items():
+                for rule in quiet_rules() + deny_rules():
+                    audit.remove(rule)
+                for rule in rules:
+                    audit.add(rule)
+                for what, args in loops.items():
+                    runs = []
+                    for _ in range(repeat):
+                        process = spawn([str(world.program), what, *args],
+                                        stdout=subprocess.PIPE)  # a new process: new context
+                        stdout, _ = process.communicate()
+                        runs.append(parse_loop(stdout, what)[1])
+                    out["loops"].setdefault(what, {})[name] = round(statistics.median(runs), 1)
+        finally:
+            for rule in quiet_rules() + deny_rules():
+                audit.remove(rule)
+            if before == 0:
+                audit.set_enabled(0)
+    for row in out["loops"].values():
+        row["ratio_agent_over_no_rules"] = round(
+            row["as_the_agent_loads_them"] / row["no_rules"], 3)
+    out["unit"] = "CPU ns per iteration, median"
+    return out
+
+
 def landlock_abi() -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     return int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
@@ -942,6 +982,8 @@ def main() -> int:
                                                 args.gap)
         result["memory"] = memory(world, args.apps)
         result["syscalls"] = syscalls(world, args.calls, args.repeat)
+        result["audit_overhead_on_other_processes"] = audit_overhead(world, args.calls,
+                                                                     args.repeat)
     finally:
         world.cleanup()
     result["bench_wall_s"] = round(time.perf_counter() - begin, 1)

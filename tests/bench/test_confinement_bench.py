@@ -155,3 +155,14 @@ def test_syscall_slowdown_has_every_figure(result: dict[str, Any]) -> None:
             load["confined"][cpu] - load["confined_without_seccomp"][cpu], abs=0.2)
         assert sum(added.values()) == pytest.approx(
             load["confined"][cpu] - load["bare"][cpu], abs=0.5)
+
+
+def test_the_audit_overhead_on_other_processes_has_every_figure(result: dict[str, Any]
+                                                                ) -> None:
+    loops = result["audit_overhead_on_other_processes"]["loops"]
+    assert set(loops) == {"getppid", "open"}
+    for row in loops.values():
+        for setup in ("no_rules", "deny_rules_only", "as_the_agent_loads_them"):
+            assert row[setup] > 0
+        assert row["ratio_agent_over_no_rules"] == pytest.approx(
+            row["as_the_agent_loads_them"] / row["no_rules"], abs=2e-3)
