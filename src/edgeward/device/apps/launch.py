@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import grp
 import ipaddress
 import os
@@ -22,23 +23,44 @@ from typing import IO
 
 from edgeward.device.apps import cgroups, egress, sandbox, seccomp
 from edgeward.errors import NotAvailable, ToolError
+from edgeward.files import write_atomic
 
 CONFINE = "edgeward-confine"
 ANYWHERE = (egress.Allowed(ipaddress.ip_network("0.0.0.0/0"), 0),
             egress.Allowed(ipaddress.ip_network("::/0"), 0))
 
 
+RUNTIME_COPY = Path("/run/edgeward") / CONFINE
+
+
 def confine_binary() -> Path:
     """The native helper: $EDGEWARD_CONFINE, beside this Python (a virtualenv's bin/, where
-    scripts/bootstrap builds it), or on PATH (/usr/libexec on a gateway image)."""
+    scripts/bootstrap builds it), or on PATH (/usr/libexec on a gateway image). Inside the
+    sandbox bubblewrap binds it as the app's user, who must be able to reach it: one in
+    a folder closed to others (a checkout under /root, say) is copied to /run first."""
     candidates = [os.environ.get("EDGEWARD_CONFINE", ""),
                   str(Path(sys.executable).parent / CONFINE),
                   f"/usr/libexec/edgeward/{CONFINE}", shutil.which(CONFINE) or ""]
     for candidate in filter(None, candidates):
         if os.access(candidate, os.X_OK):
-            return Path(candidate)
+            return _reachable(Path(candidate), os.stat(candidate).st_mtime_ns)
     raise ToolError(f"{CONFINE} not found (built by scripts/bootstrap from "
                     "src/edgeward/device/apps/confine.c)")
+
+
+@functools.lru_cache(maxsize=4)
+def _reachable(helper: Path, _version: int = 0) -> Path:
+    folders = helper.resolve().parents
+    if all(f.stat().st_mode & 0o001 for f in folders):
+        return helper
+    data = helper.read_bytes()
+    with contextlib.suppress(OSError):
+        if RUNTIME_COPY.read_bytes() == data:
+            return RUNTIME_COPY
+    RUNTIME_COPY.parent.mkdir(parents=True, exist_ok=True)
+    RUNTIME_COPY.parent.chmod(0o755)
+    write_atomic(RUNTIME_COPY, data, mode=0o755)
+    return RUNTIME_COPY
 
 
 LANDLOCK_WANTED = 7  # file and network rules, scoping, and logging across exec
