@@ -6,8 +6,8 @@ by its restart policy (``on-failure``, ``always``, ``never``) either ``backoff``
 (restarted after a delay that doubles, up to a cap) or ``stopped`` / ``failed``;
 ``crash-loop`` when it failed too often within a window (it is then left stopped,
 and that is reported). An operator's stop is remembered across agent restarts.
-Every tick also reads each app's cgroup limit events (killed at its memory limit,
-a fork refused at its pids limit) and reports new ones.
+Every tick also reads each app's cgroup limit events (:mod:`limits`) and reports
+new ones.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from edgeward.board.base import Board
 from edgeward.device.apps import cgroups, launch, reconcile, runner, sandbox, store
+from edgeward.device.apps.limits import LimitWatch
 from edgeward.device.apps.logsink import LogSink
 from edgeward.device.events import SecurityEvent
 from edgeward.errors import Error, NotAvailable, NotFound
@@ -37,7 +38,6 @@ from edgeward.files import write_atomic
 log = logging.getLogger("edgeward.agent")
 STATE = "supervisor.json"
 STOPPED = "stopped"  # marker beside an app: an operator stopped it
-CPU_WINDOW = 10  # scheduler periods (of 100 ms) over which CPU throttling is judged
 
 
 @dataclass
@@ -107,7 +107,7 @@ class Supervisor:
         self.settings = settings or Settings()
         self.units: dict[tuple[str, str], Unit] = {}
         self.buses: dict[str, Bus] = {}
-        self.limits: dict[str, dict[str, int]] = {}
+        self.limits = LimitWatch()
         self.lock = threading.RLock()
         self.logs = LogSink()
         self._stop = threading.Event()
@@ -163,7 +163,7 @@ class Supervisor:
             for key in [k for k in self.units if k[0] == app]:
                 self._halt(self.units.pop(key), "stopped", "removed")
             self._drop_bus(app)
-            self.limits.pop(app, None)
+            self.limits.forget(app)
             group = cgroups.existing(app)
             cgroups.kill(group)
             cgroups.remove(group, wait=5.0)
@@ -362,29 +362,8 @@ class Supervisor:
 
     def _check_limits(self) -> None:
         for app in {u.app for u in self.units.values()}:
-            group = cgroups.existing(app)
-            seen = cgroups.counters(group)
-            before = self.limits.setdefault(app, seen)
-            if seen["oom_kill"] > before["oom_kill"]:
-                self.report(SecurityEvent(time.time(), app, "limit",
-                                          "memory limit reached: killed by the OOM killer",
-                                          {"limit": "memory"},
-                                          seen["oom_kill"] - before["oom_kill"]))
-            if seen["pids_max"] > before["pids_max"]:
-                self.report(SecurityEvent(time.time(), app, "limit",
-                                          "pids limit reached: fork refused",
-                                          {"limit": "pids"},
-                                          seen["pids_max"] - before["pids_max"]))
-            periods = seen["cpu_periods"] - before["cpu_periods"]
-            if periods < CPU_WINDOW:  # judge the CPU over a second or so, not a tick
-                seen = dict(seen, cpu_periods=before["cpu_periods"],
-                            cpu_throttled=before["cpu_throttled"])
-            elif (throttled := seen["cpu_throttled"] - before["cpu_throttled"]) * 2 >= periods:
-                self.report(SecurityEvent(time.time(), app, "limit",
-                                          "CPU limit reached: throttled",
-                                          {"limit": "cpu", "periods": periods,
-                                           "throttled": throttled}))
-            self.limits[app] = seen
+            for event in self.limits.check(app):
+                self.report(event)
 
     def _set(self, unit: Unit, state: str) -> None:
         if unit.state != state:
