@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
@@ -911,11 +910,6 @@ def audit_overhead(world: World, calls: int, repeat: int) -> dict[str, Any]:
     return out
 
 
-def landlock_abi() -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    return int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
-
-
 def first_line(path: str) -> str | None:
     try:
         return Path(path).read_text().splitlines()[0].strip()
@@ -939,7 +933,7 @@ def environment() -> dict[str, Any]:
         "cgroup_v2_beside_v1": any(m[2] == "cgroup2" for m in cgroup_mounts)
         and cgroups.version() == 1,
         "cgroup_favordynmods": any("favordynmods" in m[3] for m in cgroup_mounts),
-        "landlock_abi": landlock_abi(),
+        "landlock_abi": launch.landlock_abi(),
         "bubblewrap": bwrap.stdout.strip(),
         "spec_store_bypass": first_line(
             "/sys/devices/system/cpu/vulnerabilities/spec_store_bypass"),

@@ -22,6 +22,7 @@ from edgeward.errors import NotAvailable
 
 ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
+V1_CONTROLLERS = ("memory", "pids", "cpu")  # one hierarchy each, in this order
 
 
 @dataclass(frozen=True)
@@ -72,34 +73,29 @@ def _unified(app: str, root: Path) -> Path | None:
 
 def create(app: str, memory: int, cpu: float, pids: int, root: Path = ROOT) -> AppCgroup:
     """Make (or reset) the app's cgroup with its limits."""
-    if version(root) == 2:
-        base = root / _own("").lstrip("/")
-        delegate(base)
-        path = base / _name(app)
+    group = existing(app, root)
+    if group.version == 2:
+        path = group.paths[0]
+        delegate(path.parent)
         path.mkdir(exist_ok=True)
         _write(path / "memory.max", str(memory))
         _write(path / "memory.swap.max", "0", optional=True)
         _write(path / "pids.max", str(pids))
         _write(path / "cpu.max", f"{int(cpu * CPU_PERIOD_US)} {CPU_PERIOD_US}")
-        return AppCgroup((path,), 2, path)
-    paths = []
+        return group
     # v1 keeps memory <= memory+swap at every step: raise memsw first, lower it last
     memsw = ("memory.memsw.limit_in_bytes", str(memory), True)
-    for controller, settings in (
-            ("memory", [memsw, ("memory.limit_in_bytes", str(memory), False), memsw]),
-            ("pids", [("pids.max", str(pids), False)]),
-            ("cpu", [("cpu.cfs_period_us", str(CPU_PERIOD_US), False),
-                     ("cpu.cfs_quota_us", str(int(cpu * CPU_PERIOD_US)), False)])):
-        path = root / controller / _own(controller).lstrip("/") / _name(app)
+    settings = {"memory": [memsw, ("memory.limit_in_bytes", str(memory), False), memsw],
+                "pids": [("pids.max", str(pids), False)],
+                "cpu": [("cpu.cfs_period_us", str(CPU_PERIOD_US), False),
+                        ("cpu.cfs_quota_us", str(int(cpu * CPU_PERIOD_US)), False)]}
+    for controller, path in zip(V1_CONTROLLERS, group.paths, strict=False):
         path.mkdir(exist_ok=True)
-        for key, value, optional in settings:
+        for key, value, optional in settings[controller]:
             _write(path / key, value, optional)
-        paths.append(path)
-    unified = _unified(app, root)
-    if unified is not None:
-        unified.mkdir(exist_ok=True)
-        paths.append(unified)
-    return AppCgroup(tuple(paths), 1, unified)
+    if group.unified is not None:
+        group.unified.mkdir(exist_ok=True)
+    return group
 
 
 CONTROLLERS = ("memory", "pids", "cpu")
@@ -137,7 +133,7 @@ def existing(app: str, root: Path = ROOT) -> AppCgroup:
     if version(root) == 2:
         path = root / _own("").lstrip("/") / _name(app)
         return AppCgroup((path,), 2, path)
-    paths = [root / c / _own(c).lstrip("/") / _name(app) for c in ("memory", "pids", "cpu")]
+    paths = [root / c / _own(c).lstrip("/") / _name(app) for c in V1_CONTROLLERS]
     unified = _unified(app, root)
     return AppCgroup(tuple(paths + ([unified] if unified else [])), 1, unified)
 

@@ -254,41 +254,43 @@ def interpret(event: Event, domains: dict[str, int] | None = None) -> Denial | N
             kind = "signal" if blocker == "scope.signal" else "network"
             return made(kind=kind, access=verb, target=target, mechanism="landlock")
         return made(kind="file", access=verb, target=landlock.get("path", _path(event)),
-                      mechanism="landlock")
+                    mechanism="landlock")
     key = call_record.get("key", "") if call_record is not None else ""
     if call_record is None or not key.startswith(KEY):
         return None
     address = sockaddr((event.first(SOCKADDR) or {}).get("saddr", ""))
+    if address.startswith(("/", "@")):
+        address = f"unix socket {address}"
     if key == COMPLAIN_KEY:  # complain mode: what it did, allowed or not
         if call in _NETWORK:
             return made(kind="network", access="bind" if call == "bind" else "connect",
-                          target=address, mechanism="complain", allowed=True)
+                        target=address, mechanism="complain", allowed=True)
         path = _path(event)
         if not path:
             return None
         return made(kind="file", access=_file_access(call, call_record), target=path,
-                      mechanism="complain", allowed=True)
+                    mechanism="complain", allowed=True)
     if call_record.get("success") != "no" or call in _QUIET_CALLS:
         return None
     errno = -_int(call_record.get("exit"), 0)
     if call in _NETWORK:
-        if address.startswith("/") or address.startswith("@"):
-            if address in _QUIET_SOCKETS:
+        if address.startswith("unix socket "):
+            if address.removeprefix("unix socket ") in _QUIET_SOCKETS:
                 return None
-            return made(kind="network", access="connect", target=f"unix socket {address}",
-                          mechanism="permissions" if errno != 2 else "not in its view")
+            return made(kind="network", access="connect", target=address,
+                        mechanism="permissions" if errno != 2 else "not in its view")
         verb = "bind" if call == "bind" else "connect"
         mechanism = {1: "not network-bind" if verb == "bind" else "egress",
                      101: "no-network"}.get(errno, ERRNO.get(errno, str(errno)))
         return made(kind="network", access=verb, target=address, mechanism=mechanism)
     if call in _SIGNALS:
         return made(kind="signal", access="signal",
-                      target=f"pid {_int('0x' + call_record.get('a0', '0'))}",
-                      mechanism="namespace" if errno == 3 else "permissions")
+                    target=f"pid {_int('0x' + call_record.get('a0', '0'))}",
+                    mechanism="namespace" if errno == 3 else "permissions")
     path = _path(event)
     mechanism = {13: "permissions", 30: "read-only", 1: "not permitted"}.get(
         errno, ERRNO.get(errno, str(errno)))
     if path:
         return made(kind="file", access=_file_access(call, call_record), target=path,
-                      mechanism=mechanism)
+                    mechanism=mechanism)
     return made(kind="syscall", access="call", target=call, mechanism=mechanism)

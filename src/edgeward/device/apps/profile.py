@@ -75,8 +75,6 @@ class Profile:
         if target.startswith("unix socket "):
             path = target.removeprefix("unix socket ")
             return None if path == interfaces.BUS_VIEW else self._deny(f"connect {path}")
-        if target.startswith("/") or target.startswith("@"):
-            return None if target == interfaces.BUS_VIEW else self._deny(f"connect {target}")
         host, _, port = target.rpartition(":")
         host = host.strip("[]")
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgeward.board.base import Board
 from edgeward.device.apps import store
+from edgeward.device.apps.sandbox import split_grants
 from edgeward.device.updates.client import TufClient
 from edgeward.errors import Error, NotFound, SecurityError, Unreachable
 from edgeward.files import write_atomic
@@ -35,40 +36,36 @@ class AppOutcome:
                 "detail": self.detail}
 
 
-def granted(board: Board, name: str) -> set[str]:
-    """The interfaces the app may use (what its manifest asks for and was granted)."""
+def _record(board: Board, name: str) -> dict[str, Any]:
+    """What :func:`_grant` last recorded for the app ({} when nothing readable)."""
     try:
         data = json.loads((store.apps_dir(board) / name / GRANTS).read_text())
-        return set(data["granted"])
-    except (OSError, ValueError, KeyError):
-        return set()  # deny by default
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def granted(board: Board, name: str) -> set[str]:
+    """The interfaces the app may use (what its manifest asks for and was granted)."""
+    given = _record(board, name).get("granted")
+    return {str(p) for p in given} if isinstance(given, list) else set()  # deny by default
 
 
 def mode(board: Board, name: str) -> str:
     """``complain`` when the operator put the app in complain mode on this gateway."""
-    try:
-        data = json.loads((store.apps_dir(board) / name / GRANTS).read_text())
-        return "complain" if data.get("mode") == "complain" else "enforce"
-    except (OSError, ValueError, AttributeError):
-        return "enforce"
+    return "complain" if _record(board, name).get("mode") == "complain" else "enforce"
 
 
 def withheld(board: Board, name: str) -> list[str]:
-    try:
-        return [str(p) for p in json.loads(
-            (store.apps_dir(board) / name / GRANTS).read_text())["withheld"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
+    held = _record(board, name).get("withheld")
+    return [str(p) for p in held] if isinstance(held, list) else []
 
 
 def _grant(board: Board, name: str, grants: list[str], run_mode: str = "enforce"
            ) -> tuple[list[str], list[str], bool]:
     """Record what the app is given; True when that changed (its daemons restart)."""
-    manifest = store.current(board, name).manifest
-    asked = [str(p) for p in manifest.plugs]
-    allowed = set(grants)
-    given = [p for p in asked if p in allowed or p.partition(":")[0] in allowed]
-    held = [p for p in asked if p not in given]
+    given, held = split_grants([str(p) for p in store.current(board, name).manifest.plugs],
+                               set(grants))
     record = {"granted": given, "withheld": held,
               "mode": "complain" if run_mode == "complain" else "enforce"}
     path = store.apps_dir(board) / name / GRANTS

@@ -29,7 +29,7 @@ from edgeward.device.apps import launch, reconcile, store, users
 from edgeward.device.apps.control import ControlServer
 from edgeward.device.apps.denials import Denial
 from edgeward.device.apps.monitor import Monitor
-from edgeward.device.apps.profile import SANDBOX_PROGRAMS, Profile
+from edgeward.device.apps.profile import Profile
 from edgeward.device.apps.sandbox import AppUser, Plan
 from edgeward.device.apps.supervisor import Bus, Supervisor
 from edgeward.device.events import Outbox, SecurityEvent
@@ -147,13 +147,18 @@ class AppRuntime:
         an observation: what any app may do anyway is not worth a report."""
         if denial.pid and denial.pid in self.supervisor.bus_pids():
             return  # the app's D-Bus proxy (its user's, not the app) doing its own work
-        if denial.allowed and denial.exe in SANDBOX_PROGRAMS:
-            return  # complain mode sees the sandbox being built, as the app's user
-        if denial.allowed or reconcile.mode(self.board, app) == "complain":
+        if denial.allowed or self._complaining(app, denial.uid):
             profile = self.profiles.setdefault(app, Profile(app, str(self._data(app))))
             if profile.observe(denial) is None:
                 return
         self.outbox.add(event_of(app, denial))
+
+    def _complaining(self, app: str, uid: int) -> bool:
+        """Whether the app runs in complain mode: the monitor knows, for every uid it was
+        told to watch (without one, the agent's record of the app says)."""
+        if self.monitor is not None:
+            return uid in self.monitor.complaining
+        return reconcile.mode(self.board, app) == "complain"
 
     def _lost(self, count: int) -> None:
         """Audit records dropped under load (an app flooding the kernel with denials): the
@@ -169,17 +174,16 @@ class AppRuntime:
         if self.monitor is not None:
             self.monitor.watch(uid, app, complain)
 
-    def _bus(self, plan: Plan, user: AppUser) -> tuple[Bus, Path]:
+    def _bus(self, plan: Plan, user: AppUser, socket: Path) -> Bus:
         from edgeward.device.apps import dbus  # the proxy's module: only when an app asks
 
-        socket = store.apps_dir(self.board) / plan.app / "run" / "bus"
         def heard(call: dbus.BusCall) -> None:
             self.denied(plan.app, dbus.denial(call, user.uid, time.time()))
 
         proxy = dbus.Proxy(plan.app, self.system_bus, socket, plan.rules.dbus, plan.complain,
                            user, heard)
         proxy.start()
-        return proxy, socket
+        return proxy
 
     def _changed(self) -> None:
         self._status_dirty.set()

@@ -79,19 +79,24 @@ class Plan:
         return self.rules.network or self.complain
 
 
+def split_grants(asked: list[str], allowed: set[str]) -> tuple[list[str], list[str]]:
+    """The plugs asked for that count (granted as such, or their whole interface) and
+    those withheld."""
+    given = [p for p in asked if p in allowed or p.partition(":")[0] in allowed]
+    return given, [p for p in asked if p not in given]
+
+
 def plan(manifest: AppManifest, image: Path, data: Path, command: list[str],
          granted: set[str] | None, peripherals: Peripherals, complain: bool = False,
          bus_socket: Path | None = None) -> Plan:
     """The plan for ``command``: a plug counts only if the manifest asks for it and it
     was ``granted`` (None: everything the manifest asks for, as in development)."""
     asked = [str(p) for p in manifest.plugs]
-    allowed = set(asked) if granted is None else granted
-    given = tuple(p for p in asked if p in allowed or p.partition(":")[0] in allowed)
-    withheld = tuple(p for p in asked if p not in given)
+    given, withheld = split_grants(asked, set(asked) if granted is None else granted)
     rules = interfaces.granting(given, IMAGE_VIEW, str(data))
-    return Plan(manifest.name, image, data, tuple(command), rules, given, withheld,
-                manifest.egress, peripherals, manifest.memory, manifest.cpu, manifest.pids,
-                complain, bus_socket)
+    return Plan(manifest.name, image, data, tuple(command), rules, tuple(given),
+                tuple(withheld), manifest.egress, peripherals, manifest.memory, manifest.cpu,
+                manifest.pids, complain, bus_socket)
 
 
 def bwrap() -> str:

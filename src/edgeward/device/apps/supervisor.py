@@ -99,7 +99,7 @@ def _children(pid: int) -> list[int]:
 class Supervisor:
     def __init__(self, board: Board, report: Callable[[SecurityEvent], object],
                  watch: Callable[[int, str, bool], None] = lambda *_: None,
-                 bus: Callable[[sandbox.Plan, sandbox.AppUser], tuple[Bus, Path]] | None = None,
+                 bus: Callable[[sandbox.Plan, sandbox.AppUser, Path], Bus] | None = None,
                  changed: Callable[[], None] = lambda: None,
                  settings: Settings | None = None) -> None:
         self.board, self.report, self.watch, self.bus = board, report, watch, bus
@@ -241,7 +241,8 @@ class Supervisor:
                     self._drop_bus(unit.app)  # it died: a new one, or the app has no bus
                 if unit.app not in self.buses:
                     try:
-                        self.buses[unit.app], _ = self.bus(plan, user)
+                        self.buses[unit.app] = self.bus(plan, user,
+                                                        self._bus_socket(unit.app))
                     except NotAvailable as e:  # no system bus here: it runs without one
                         self.report(SecurityEvent(time.time(), unit.app, "sandbox",
                                                   f"runs without D-Bus: {e.message}", {}))
