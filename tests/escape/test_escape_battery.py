@@ -166,8 +166,10 @@ def test_a_flood_of_denials_is_rate_limited(fleet: Fleet) -> None:
     while counted() < 10_000:  # every denial accounted for: reported, or lost and said
         assert time.monotonic() < end, (counted(), [(e["what"], e["count"]) for e in flood()])
         time.sleep(0.3)
-    assert any(e["kind"] == "suppressed" for e in flood())
-    assert len(flood()) < 60  # in a handful of rows
+    # in a handful of rows: merged into counts while queued, or held back by the rate
+    # limit and summed up (which of the two depends on how fast the sender empties the
+    # queue; tests/device/test_reporting.py pins each)
+    assert len(flood()) < 60
 
 
 def test_the_gateway_and_the_other_app_carried_on(fleet: Fleet) -> None:
