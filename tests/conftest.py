@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edgeward.board import mounts
 from edgeward.board.virtual import VirtualBoard
 from edgeward.factory import station
 from edgeward.factory.provision import provision
@@ -58,10 +60,22 @@ def factory(factory_template: Path, tmp_path: Path) -> station.Factory:
 
 
 @pytest.fixture
-def gateway(factory: station.Factory, tmp_path: Path) -> VirtualBoard:
+def gateway(factory: station.Factory, tmp_path: Path) -> Iterator[VirtualBoard]:
     device = tmp_path / "gw-0001"
     provision(factory, device, "gw-0001", None, NOW)
-    return VirtualBoard.open(device)
+    board = VirtualBoard.open(device)
+    yield board
+    board.power_off()  # its data area is mounted: take it down with the test
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_data_area_left_mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Whatever a test left running, no gateway's data area outlives the session."""
+    yield
+    for base in (tmp_path_factory.getbasetemp(), Path("/var/tmp")):
+        for point in mounts.mounts_under(base):
+            if point.name == "data" and (point.parent / "flash" / "data.img").exists():
+                VirtualBoard(point.parent).power_off()
 
 
 def slot_a_rootfs(board: VirtualBoard) -> rootfs.SealedRootfs:

@@ -26,7 +26,7 @@ from tests.conftest import NOW, require_tool
 
 def test_key_files_are_private(factory: station.Factory, gateway: VirtualBoard) -> None:
     secrets = [factory.key_path(name) for name in station.KEYS]
-    secrets += list((gateway.data_dir / "sealed").iterdir())
+    secrets += list((gateway.sealed_dir).iterdir())
     secrets += list((gateway.data_dir / "credentials").iterdir())
     assert len(secrets) >= 8
     for path in secrets:

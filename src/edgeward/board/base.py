@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import abc
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from edgeward.board.bootenv import BootEnv
 from edgeward.board.fuses import FuseState
+from edgeward.errors import StateError
 from edgeward.trust.hashtree import Reader
 
 PARTITIONS = ("bl2", "kernel_a", "kernel_b", "rootfs_a", "rootfs_b")
@@ -53,6 +55,10 @@ class Board(abc.ABC):
     def power_on(self) -> None:
         """Reset: clear RAM and the HUK lock; recover from interrupted writes."""
 
+    @abc.abstractmethod
+    def power_off(self) -> None:
+        """Cut the power: RAM (and with it every opened key and mount) is gone."""
+
     # --- flash ---------------------------------------------------------------
     @abc.abstractmethod
     def read(self, partition: str) -> bytes | None: ...
@@ -77,8 +83,29 @@ class Board(abc.ABC):
 
     @property
     @abc.abstractmethod
+    def data_partition(self) -> Path:
+        """The data area's block device (an ext4 image with encryption on the virtual
+        board): only ciphertext, as anyone who takes the flash out reads it."""
+
+    @property
+    @abc.abstractmethod
+    def data_mount(self) -> Path:
+        """Where the OS mounts the data area (``/data``)."""
+
+    @property
     def data_dir(self) -> Path:
-        """The data area (the encrypted /data on a real gateway)."""
+        """The OS's own encrypted directory on the mounted data area (identity, update
+        state, TUF metadata, the agent's spool). Only there after a verified boot (or a
+        recovery) unlocked the volume in this power cycle."""
+        if not os.path.ismount(self.data_mount):
+            raise StateError("the data area is locked: only a verified boot (or the "
+                             "recovery key) opens it")
+        return self.data_mount / "system"
+
+    @property
+    @abc.abstractmethod
+    def sealed_dir(self) -> Path:
+        """Where the boot-bound keys lie wrapped, outside the data area (they open it)."""
 
     # --- measurement register (a PCR: reset at power-on, extend-only) -------
     @abc.abstractmethod

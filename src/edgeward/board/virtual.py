@@ -5,9 +5,12 @@
     DEV/fuses.bin          the OTP bank (see fuses.py)
     DEV/flash/<part>.img   bl2, kernel_a/b, rootfs_a/b (replaced atomically)
     DEV/flash/bootenv.0|1  redundant boot environment
-    DEV/flash/data/        the data area
+    DEV/flash/data.img     the data area: ext4 with fscrypt (see device/storage)
+    DEV/flash/sealed/      the boot-bound keys, wrapped (see device/keyring.py)
+    DEV/data/              where the OS mounts the data area (the gateway's /data)
     DEV/ram/               volatile: cleared at power-on (HUK lock, register, event log,
-                           the keys a verified boot opened)
+                           the keys a verified boot opened); the data area's mount and its
+                           keys in the kernel go with it
     DEV/peripherals/serial/<name>   serial ports: links to their device nodes (root:dialout)
     DEV/peripherals/gpio/gpioN/     GPIO lines: value and direction (the virtual controller)
 """
@@ -21,7 +24,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgeward.board import bootenv, fuses
+from edgeward.board import bootenv, fuses, mounts
 from edgeward.board.base import PARTITIONS, Board
 from edgeward.errors import FuseError, InputError
 from edgeward.files import (
@@ -56,8 +59,9 @@ class VirtualBoard(Board):
         """A blank board: unburnt fuses, empty flash."""
         traversable_dir(root)  # the way to the data area: passable, not listable
         board = cls(root)
-        traversable_dir(board._flash)
-        traversable_dir(board._flash / "data")
+        private_dir(board._flash)
+        private_dir(board.sealed_dir)
+        traversable_dir(board.data_mount)
         private_dir(board._ram)
         if not board._fuses.exists():
             write_atomic(board._fuses, fuses.blank(), mode=0o600)
@@ -102,11 +106,15 @@ class VirtualBoard(Board):
 
     # --- power -----------------------------------------------------------------
     def power_on(self) -> None:
-        shutil.rmtree(self._ram, ignore_errors=True)
+        self.power_off()
         private_dir(self._ram)
         remove_stale_temporaries(self._flash)
-        if (self.data_dir / "edgeward").is_dir():  # the agent's state, TUF cache, downloads
-            remove_stale_temporaries(self.data_dir / "edgeward", recursive=True)
+        remove_stale_temporaries(self.sealed_dir)
+
+    def power_off(self) -> None:
+        if self.data_mount.is_dir():
+            mounts.unmount_under(self.data_mount)
+        shutil.rmtree(self._ram, ignore_errors=True)
 
     # --- flash -------------------------------------------------------------------
     def _part(self, partition: str) -> Path:
@@ -159,8 +167,16 @@ class VirtualBoard(Board):
             return None
 
     @property
-    def data_dir(self) -> Path:
-        return self._flash / "data"
+    def data_partition(self) -> Path:
+        return self._flash / "data.img"
+
+    @property
+    def data_mount(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def sealed_dir(self) -> Path:
+        return self._flash / "sealed"
 
     # --- measurement register -------------------------------------------------
     def extend_register(self, digest: bytes) -> bytes:

@@ -34,5 +34,6 @@ def quote(board: Board, nonce: bytes) -> tuple[Quote, bytes]:
     register = board.read_register()
     if replay(list(events)) != register:
         raise AttestationError("the event log in RAM does not match the measurement register")
+    key = identity.identity_key(board)  # only a verified boot opened it
     q = Quote(serial_of(identity.certificate(board)), nonce, register, events, state["slot"])
-    return q, sign_quote(q, identity.identity_key(board))
+    return q, sign_quote(q, key)

@@ -26,7 +26,7 @@ IDENTITY = "identity"
 
 
 def _path(board: Board, name: str) -> Path:
-    return board.data_dir / "sealed" / f"{name}.wrapped"
+    return board.sealed_dir / f"{name}.wrapped"
 
 
 def _binding(root_key_hash: bytes, name: str) -> bytes:

@@ -21,6 +21,7 @@ from edgeward.device import credentials, identity, keyring
 from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
 from edgeward.device.boot.chain import boot
 from edgeward.device.boot.report import BootReport
+from edgeward.device.storage import volume
 from edgeward.errors import InputError, ProvisioningError
 from edgeward.factory.record import sign_record
 from edgeward.factory.station import Factory
@@ -62,7 +63,7 @@ def _check_blank(device: Path) -> None:
         if VirtualBoard.open(device).fuses().provisioned:
             raise ProvisioningError(f"device {device} already has burnt fuses; a gateway is "
                                     "provisioned once (fuses cannot be unburnt)")
-        if not (device / "flash" / "data" / "sealed").exists():
+        if not (device / "flash" / "data.img").exists():
             return  # a blank board
     elif not any(device.iterdir()):
         return
@@ -87,16 +88,22 @@ def _flash(device: Path, images: _Images) -> tuple[VirtualBoard, bytes]:
     board.write("rootfs_a", images.rootfs)
     board.write_env(BootEnv())
     kek = keyring.derive(board)  # the HUK is readable until the first boot locks it
-    keyring.seal(board, kek, keyring.DATA_VOLUME, os.urandom(32))
+    volume_key = os.urandom(32)
+    keyring.seal(board, kek, keyring.DATA_VOLUME, volume_key)
+    volume.format_volume(board, volume_key)
     return board, kek
 
 
 def _rehearse(images: _Images, serial: str) -> None:
     """Provision and boot a scratch board: a release that does not boot burns nothing."""
     with tempfile.TemporaryDirectory(prefix="edgeward-rehearsal-") as tmp:
-        board, kek = _flash(Path(tmp) / "board", images)
-        identity.make_key_and_csr(board, kek, serial)
-        report = boot(board)
+        scratch = Path(tmp) / "board"
+        try:
+            board, kek = _flash(scratch, images)
+            identity.make_key_and_csr(board, kek, serial)
+            report = boot(board)
+        finally:
+            VirtualBoard(scratch).power_off()  # its data area was mounted
         if report.verdict != "booted":
             raise ProvisioningError(f"the factory release does not boot (refused at "
                                     f"{report.refused_stage}: {report.reason}); nothing was "

@@ -39,3 +39,24 @@ def unwrap(kek: bytes, blob: bytes, binding: bytes) -> bytes:
         return AESGCM(kek).decrypt(nonce, blob[len(MAGIC) + NONCE:], binding)
     except InvalidTag as e:
         raise IntegrityError("wrapped key does not unwrap with this board's key") from e
+
+
+DIRECTORY_KEY = 64  # an fscrypt v2 master key for AES-256-XTS
+
+
+def derive_directory_key(volume_key: bytes, label: str) -> bytes:
+    """The fscrypt key of one directory of the data volume (``system``, ``app:<name>``).
+
+    HKDF-SHA512 with the label as info: one directory's key says nothing of the
+    volume key or of any other directory's key.
+    """
+    return HKDF(algorithm=hashes.SHA512(), length=DIRECTORY_KEY, salt=None,
+                info=b"edgeward data directory v1\x00" + label.encode()).derive(volume_key)
+
+
+def directory_key_identifier(key: bytes) -> bytes:
+    """The identifier the kernel gives an fscrypt v2 master key (fs/crypto/keyring.c:
+    HKDF-SHA512 over the key, info ``"fscrypt\\0"`` and context 1): a directory's policy
+    names its key by it, so a key can be checked against a policy without the kernel."""
+    return HKDF(algorithm=hashes.SHA512(), length=16, salt=None,
+                info=b"fscrypt\x00\x01").derive(key)

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeward.board.base import Board
+from edgeward.device.storage import volume
 from edgeward.device.updates.client import TufClient
 from edgeward.device.updates.fetcher import download
 from edgeward.errors import IntegrityError, NotFound, StateError, ToolError
-from edgeward.files import sha384_file, traversable_dir, write_atomic
+from edgeward.files import private_dir, sha384_file, traversable_dir, write_atomic
 from edgeward.trust.appmanifest import MANIFEST, AppManifest, parse
 from edgeward.trust.targets import app_path, check_name, parse_app_target
 
@@ -51,11 +52,16 @@ class Installed:
 
 
 def apps_dir(board: Board) -> Path:
-    """Passable (0711) down to each app, so its unprivileged sandbox can reach what it is
-    given; an app's data directory is its user's alone (0700)."""
-    traversable_dir(board.data_dir)
-    traversable_dir(board.data_dir / "edgeward")
-    return traversable_dir(board.data_dir / "edgeward" / "apps")
+    """The apps' folders on the data area, each encrypted under its app's own key
+    (device/storage/volume.py). Passable (0711) down to each app, so its unprivileged
+    sandbox can reach what it is given; an app's data directory is its user's alone."""
+    board.data_dir  # noqa: B018 (refuses while the data area is locked)
+    return traversable_dir(board.data_mount / volume.APPS)
+
+
+def state_dir(board: Board) -> Path:
+    """What the agent keeps about all apps (their users, what runs): in its own folder."""
+    return private_dir(board.data_dir / "edgeward" / "apps")
 
 
 def _run(*cmd: str) -> None:
@@ -92,8 +98,7 @@ def install(board: Board, tuf: TufClient, tenant: str, name: str, version: str) 
     info = parse_app_target(target.path, target.unrecognized_fields)
     if (info.publisher, info.name, info.version) != (tenant, name, version):
         raise IntegrityError(f"target {target.path} describes another app")
-    traversable_dir(apps_dir(board) / check_name(name, "app"))
-    folder = traversable_dir(apps_dir(board) / name / version)
+    folder = traversable_dir(volume.app_dir(board, check_name(name, "app")) / version)
     image = folder / IMAGE
     if not image.exists():
         part = folder / (IMAGE + ".part")
@@ -199,10 +204,12 @@ def remove(board: Board, name: str) -> None:
         if child.is_dir() and not child.is_symlink():
             unmount(child / "root")
     shutil.rmtree(base)
+    volume.forget_app(board, name)  # what was under its key is ciphertext now
 
 
 def installed(board: Board) -> list[str]:
-    return sorted(p.name for p in apps_dir(board).iterdir() if (p / "current").is_symlink())
+    return sorted(p.name for p in apps_dir(board).iterdir()
+                  if not p.name.startswith(".") and (p / "current").is_symlink())
 
 
 def _link(path: Path) -> str:

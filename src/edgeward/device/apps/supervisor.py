@@ -374,7 +374,7 @@ class Supervisor:
 
     def _save(self) -> None:
         with contextlib.suppress(OSError):
-            write_atomic(store.apps_dir(self.board) / STATE,
+            write_atomic(store.state_dir(self.board) / STATE,
                          json.dumps(self.status()).encode(), mode=0o600)
 
 
@@ -387,7 +387,7 @@ def _is_sandbox(pid: int) -> bool:
 def saved_status(board: Board) -> list[dict[str, Any]]:
     """What the supervisor last wrote (for the CLI, with or without a running agent)."""
     with contextlib.suppress(OSError, ValueError):
-        data = json.loads((store.apps_dir(board) / STATE).read_text())
+        data = json.loads((store.state_dir(board) / STATE).read_text())
         if isinstance(data, list):
             return data
     return []

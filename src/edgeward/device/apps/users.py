@@ -31,7 +31,7 @@ USERS = "users.json"
 def user_for(board: Board, name: str) -> AppUser:
     """The app's user; a new app gets the first id neither another app nor any other
     account on the system has (the agent and the CLI may ask at once: a lock)."""
-    folder = store.apps_dir(board)
+    folder = store.state_dir(board)
     path = folder / USERS
     with (folder / ".users.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

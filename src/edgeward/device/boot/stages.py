@@ -15,6 +15,7 @@ from edgeward.board.fuses import FuseState
 from edgeward.device import keyring
 from edgeward.device.boot.report import BootReport
 from edgeward.device.boot.slots import choose_slot
+from edgeward.device.storage import volume
 from edgeward.errors import BootRefused, Error
 from edgeward.trust.hashtree import verify_all
 from edgeward.trust.manifest import Bl2Manifest, KernelBundle, verify_bl2, verify_kernel_bundle
@@ -135,11 +136,16 @@ def _open_keys(ctx: Context) -> None:
                             "a production OS does not run on it")
     try:
         kek = keyring.derive(ctx.board)
-        keyring.unseal(ctx.board, kek, keyring.DATA_VOLUME)  # the /data key (mounted later)
+        volume_key = keyring.unseal(ctx.board, kek, keyring.DATA_VOLUME)
         identity = keyring.unseal(ctx.board, kek, keyring.IDENTITY)
     except Error as e:
         raise _refuse("os", f"the boot-bound keys do not open: {e.message} (not the board "
-                            "they were sealed on, or its data area was altered)") from e
+                            "they were sealed on, or its flash was altered)") from e
+    try:
+        volume.unlock(ctx.board, volume_key)
+    except Error as e:
+        raise _refuse("os", f"the data area does not open: {e.message}") from e
+    keyring.remember(ctx.board, keyring.DATA_VOLUME, volume_key)
     keyring.remember(ctx.board, keyring.IDENTITY, identity)
 
 
@@ -147,5 +153,5 @@ STAGES: tuple[tuple[str, Callable[[Context], None], str], ...] = (
     ("rom", rom, "BL2 signed by the fused root key"),
     ("bl2", bl2, "kernel bundle signed by a key BL2 trusts"),
     ("kernel", kernel, "rootfs matches the signed hash tree"),
-    ("os", os_stage, "debug closed, data key unsealed, HUK locked"),
+    ("os", os_stage, "debug closed, data area unlocked, HUK locked"),
 )

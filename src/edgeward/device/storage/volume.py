@@ -1,0 +1,154 @@
+"""The data area: an ext4 volume whose directories fscrypt encrypts, one key each.
+
+::
+
+    /data/                 the volume's root: nothing but the two folders below
+    /data/system/          the OS's own state (identity, updates, TUF, spool), key "system"
+    /data/apps/            one folder per app, nothing else
+    /data/apps/<app>/      code, config, data, secrets of one app, key "app:<app>"
+
+Every key is derived from the volume key (:func:`trust.wrap.derive_directory_key`),
+which a verified boot unwraps (keyring.py) and keeps in RAM for this power cycle,
+so the agent can give a newly installed app its own key. One app's key opens
+nothing of another's, and a flash dump without the volume key is ciphertext
+(names included). Unmounting, as a power cut does, wipes the keys from the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from edgeward.board.base import Board
+from edgeward.board.mounts import unmount_under
+from edgeward.device import keyring
+from edgeward.device.storage import fscrypt
+from edgeward.errors import IntegrityError, StateError, ToolError
+from edgeward.files import remove_stale_temporaries, traversable_dir
+from edgeward.trust.targets import check_name
+from edgeward.trust.wrap import derive_directory_key, directory_key_identifier
+
+SYSTEM, APPS = "system", "apps"
+DEFAULT_SIZE = 1 << 30  # sparse: the image only takes what is written
+MOUNT_OPTIONS = "loop,nodev,nosuid"
+
+
+def _tool(name: str, *args: str) -> None:
+    path = shutil.which(name)
+    if path is None:
+        raise ToolError(f"{name} not found (install e2fsprogs and mount: scripts/bootstrap)")
+    try:
+        subprocess.run([path, *args], check=True, capture_output=True, timeout=120)
+    except subprocess.CalledProcessError as e:
+        raise ToolError(f"{name} failed: {e.stderr.decode(errors='replace').strip()}") from e
+
+
+def unlocked(board: Board) -> bool:
+    return os.path.ismount(board.data_mount)
+
+
+def _add(board: Board, volume_key: bytes, label: str) -> bytes:
+    return fscrypt.add_key(board.data_mount, derive_directory_key(volume_key, label))
+
+
+def format_volume(board: Board, volume_key: bytes, size: int = DEFAULT_SIZE) -> None:
+    """Make the data area (provisioning): an empty ext4 with encryption, mounted, with the
+    system folder encrypted under its key. Refuses to format over an existing one."""
+    image = board.data_partition
+    if image.exists():
+        raise StateError(f"{image} already holds a data area; it is formatted once")
+    part = image.with_name(image.name + ".part")
+    part.unlink(missing_ok=True)
+    with part.open("wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.truncate(size)
+    try:
+        _tool("mkfs.ext4", "-q", "-F", "-O", "encrypt", "-m", "0", "-L", "edgeward-data",
+              "-E", "lazy_itable_init=1,lazy_journal_init=1", str(part))
+    except ToolError:
+        part.unlink(missing_ok=True)
+        raise
+    part.rename(image)
+    _mount(board)
+    system = board.data_mount / SYSTEM
+    system.mkdir(mode=0o711)
+    fscrypt.set_policy(system, _add(board, volume_key, SYSTEM))
+    traversable_dir(board.data_mount / APPS)
+
+
+def _mount(board: Board) -> None:
+    if not board.data_partition.is_file():
+        raise StateError("the data area is missing from the flash")
+    traversable_dir(board.data_mount)
+    if not unlocked(board):
+        _tool("mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(board.data_partition),
+              str(board.data_mount))
+
+
+def unlock(board: Board, volume_key: bytes) -> None:
+    """Mount the data area and give the kernel the keys of its folders.
+
+    A volume key that is not this volume's is refused (the system folder's policy
+    names another key) and leaves it unmounted.
+    """
+    _mount(board)
+    system = board.data_mount / SYSTEM
+    try:
+        if _policy_key(system) != _identifier(volume_key, SYSTEM):
+            raise IntegrityError("the data area is not encrypted under this volume key")
+        _add(board, volume_key, SYSTEM)
+        for folder in sorted((board.data_mount / APPS).iterdir()):
+            label = f"app:{folder.name}"
+            if folder.is_dir() and _policy_key(folder) == _identifier(volume_key, label):
+                _add(board, volume_key, label)  # else it stays sealed: not one of ours
+    except Exception:
+        lock(board)
+        raise
+    remove_stale_temporaries(system, recursive=True)
+
+
+def _identifier(volume_key: bytes, label: str) -> bytes:
+    return directory_key_identifier(derive_directory_key(volume_key, label))
+
+
+def _policy_key(folder: Path) -> bytes | None:
+    policy = fscrypt.get_policy(folder)
+    return policy.identifier if policy is not None and policy.standard else None
+
+
+def lock(board: Board) -> None:
+    """Unmount the data area (and what is mounted inside it): its keys leave the kernel."""
+    unmount_under(board.data_mount)
+
+
+def app_dir(board: Board, name: str) -> Path:
+    """An app's own folder, made (and encrypted under the app's key) on first use."""
+    check_name(name, "app")
+    if not unlocked(board):
+        raise StateError("the data area is locked: only a verified boot opens it")
+    folder = board.data_mount / APPS / name
+    if folder.is_dir():
+        return folder
+    volume_key = keyring.recall(board, keyring.DATA_VOLUME)
+    if volume_key is None:
+        raise StateError("the volume key is not open in this power cycle: cannot give "
+                         f"{name} an encrypted folder")
+    identifier = _add(board, volume_key, f"app:{name}")
+    part = folder.with_name(f".{name}.new")
+    if part.exists():
+        shutil.rmtree(part)
+    part.mkdir(mode=0o711)
+    fscrypt.set_policy(part, identifier)
+    part.rename(folder)
+    os.chmod(folder, 0o711)  # noqa: S103 (passable to the app's sandbox, not listable)
+    return folder
+
+
+def forget_app(board: Board, name: str) -> None:
+    """After an app's folder was deleted: wipe its key from the kernel."""
+    volume_key = keyring.recall(board, keyring.DATA_VOLUME)
+    if volume_key is not None and unlocked(board):
+        key = derive_directory_key(volume_key, f"app:{name}")
+        fscrypt.remove_key(board.data_mount, directory_key_identifier(key))
