@@ -61,7 +61,8 @@ def test_0006_upgrades_a_populated_0005_and_downgrades(database_url: str) -> Non
             _populate(connection)
         before = _counts(db)
         assert all(before.values())
-        assert migrate.upgrade(db) == migrate.head() == "0006"
+        _to(db, "0006")  # (later revisions have tests of their own)
+        assert migrate.current(db) == "0006"
         assert set(inspect(db.engine).get_table_names()) >= NEW
         assert _counts(db) == before  # nothing lost, nothing cascaded away
         with db.engine.begin() as connection:
@@ -72,6 +73,7 @@ def test_0006_upgrades_a_populated_0005_and_downgrades(database_url: str) -> Non
         _to(db, "0005", down=True)
         assert not NEW & set(inspect(db.engine).get_table_names())
         assert _counts(db) == before
-        assert migrate.upgrade(db) == "0006"
+        _to(db, "0006")
+        assert migrate.current(db) == "0006"
     finally:
         db.close()

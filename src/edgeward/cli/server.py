@@ -31,8 +31,13 @@ def server() -> None:
 @click.option("--server-name", "names", multiple=True,
               help="A DNS name or address gateways use to reach the server (repeatable; "
                    "goes into the server certificate).")
+@click.option("--master-key", "master_key", type=click.Path(dir_okay=False, path_type=Path),
+              help="File (mode 0600) holding the 32-byte master key that encrypts secrets at "
+                   "rest, raw or hex; else $EDGEWARD_MASTER_KEY (hex), else DATA/master.key "
+                   "(made on first start: move it off the data disk).")
 def run_command(db_url: str | None, data: Path, listen: str, trust_cas: tuple[Path, ...],
-                known_good: tuple[Path, ...], names: tuple[str, ...]) -> None:
+                known_good: tuple[Path, ...], names: tuple[str, ...],
+                master_key: Path | None) -> None:
     """Run the fleet server over HTTPS (mutual TLS for gateways)."""
     host, port = parse_listen(listen)
-    run(Settings(data, db_url, host, port, trust_cas, known_good, names), now())
+    run(Settings(data, db_url, host, port, trust_cas, known_good, names, master_key), now())

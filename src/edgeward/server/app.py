@@ -29,9 +29,11 @@ from edgeward.server.api import (
     apps,
     appstatus,
     deps,
+    escrow,
     gateways,
     operators,
     repository,
+    secrets,
     security,
     updates,
 )
@@ -145,6 +147,8 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(apps.router)
     app.include_router(security.router)
     app.include_router(appstatus.router)
+    app.include_router(secrets.router)
+    app.include_router(escrow.router)
     app.include_router(web.router)
     app.include_router(security_web.router)
     return app

@@ -5,6 +5,14 @@ server's certificate, made on first start), ``manufacturers/*.pem`` (the
 manufacturer CAs whose gateways it accepts), ``known-good/*.json`` and, after
 the first start, ``admin-token``: the platform admin's first API token (0600),
 written once and never logged.
+
+The master key that encrypts every secret at rest comes from ``--master-key FILE``
+(0600) or ``EDGEWARD_MASTER_KEY`` (hex); given neither, the first start makes
+``DATA/master.key`` (0600) and later starts use it. Operators should move that file
+off the data disk (to a secrets manager, a separate volume, a TPM-sealed blob) and
+pass it with ``--master-key``: a copy of the data directory or a database dump then
+holds no secret in a form anyone can read. A wrong key stops the start with one line.
+See :mod:`edgeward.server.masterkey`.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from sqlalchemy import select
 
 from edgeward.errors import InputError, ToolError
 from edgeward.files import private_dir, read_file, write_atomic, write_secret
-from edgeward.server import identity
+from edgeward.server import identity, masterkey
 from edgeward.server.app import JsonFormatter, create_app
 from edgeward.server.db import migrate
 from edgeward.server.db.engine import Database
@@ -53,6 +61,7 @@ class Settings:
     trust_cas: tuple[Path, ...] = ()
     known_good: tuple[Path, ...] = ()
     names: tuple[str, ...] = ()  # DNS names / addresses gateways use to reach the server
+    master_key: Path | None = None  # else EDGEWARD_MASTER_KEY, else DATA/master.key
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -87,7 +96,12 @@ def _bootstrap_admin(db: Database, data: Path, now: dt.datetime) -> None:
 def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.Config]:
     data = private_dir(settings.data)
     db = Database(settings.db_url or f"sqlite:///{data / 'fleet.db'}")
-    migrate.upgrade(db)
+    try:
+        migrate.upgrade(db)
+        master = masterkey.unlock(db, settings.master_key, data, now)
+    except BaseException:
+        db.close()
+        raise
     _bootstrap_admin(db, data, now)
     ca_files = _collect(data / "manufacturers", settings.trust_cas, ".pem")
     cas = tuple(certs.load_cert(read_file(p, "CA certificate"), str(p)) for p in ca_files)
@@ -99,7 +113,7 @@ def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.
     tls = identity.ensure(data, names, now)
     bundle = data / "tls" / "client-cas.pem"
     write_atomic(bundle, b"".join(certs.cert_pem(ca) for ca in cas))
-    state = ServerState(db, Trust(cas), known)
+    state = ServerState(db, Trust(cas), known, master_key=master)
     repo = state.repository = ServerRepository(data / "tuf", lambda: state.clock())
     state.known_good = known.merged(repo.known_good())
     config = uvicorn.Config(

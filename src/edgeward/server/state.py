@@ -1,5 +1,6 @@
 """What the running server holds: its database, trust anchors, known-good values, clock,
-and the security-event rate limit per gateway (a token bucket)."""
+the security-event rate limit per gateway (a token bucket), and the master key that
+unwraps the envelope keys of secrets at rest (never shown in a repr or a traceback)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from edgeward.errors import NotAvailable
 from edgeward.server.db.engine import Database
 from edgeward.server.services.registry import Trust
 from edgeward.server.services.repository import ServerRepository
@@ -28,6 +30,12 @@ class ServerState:
     clock: Callable[[], dt.datetime] = field(default=_utcnow)
     event_burst: int = 300  # events a gateway may send at once ...
     event_rate: float = 5.0  # ... and per second after that; the rest are dropped
+    master_key: bytes | None = field(default=None, repr=False)
+
+    def master(self) -> bytes:
+        if self.master_key is None:
+            raise NotAvailable("this server was started without a master key: no secrets")
+        return self.master_key
 
 
 def state_of(request: Request) -> ServerState:

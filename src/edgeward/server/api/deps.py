@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from cryptography import x509
 from fastapi import Request
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edgeward.errors import AuthenticationError
@@ -12,6 +16,8 @@ from edgeward.server.services import registry, tokens
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.state import state_of
 from edgeward.server.tls import client_certificate
+
+T = TypeVar("T")
 
 
 def bearer(request: Request) -> str | None:
@@ -73,3 +79,15 @@ def gateway(session: Session, request: Request
     return registry.identify(session, state.trust, client_certificate(request.scope),
                              state.clock())
 
+
+
+def once_more(request: Request, work: Callable[[Session], T]) -> T:
+    """``work`` in one transaction; run again (once) if a concurrent request made a row
+    with the same unique name first (the second run finds it)."""
+    db = state_of(request).db
+    try:
+        with db.transaction() as session:
+            return work(session)
+    except IntegrityError:
+        with db.transaction() as session:
+            return work(session)

@@ -2,7 +2,8 @@
 
 Every row that belongs to a customer carries its ``tenant_id``; services
 filter on it, so one tenant never sees another's gateways, users or events.
-Secrets are not stored: API tokens only as SHA-256 hashes.
+API tokens are stored only as SHA-256 hashes; secrets, recovery keys and credentials
+only encrypted (see :mod:`edgeward.trust.vault`), never the master key.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -346,3 +348,83 @@ class AppProfile(Base):
     observed_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     observed_to: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+# -- secrets at rest (issue 7): envelope keys, tenants' secrets, escrow, credentials -----
+#
+# Values only as AES-256-GCM under an envelope key, itself wrapped under the master key
+# that never enters the database (edgeward.trust.vault; services/keystore.py).
+
+
+class KeyCheck(Base):
+    """The one value a master key must match (derived from it): a wrong key is refused
+    at start instead of decrypting to garbage later."""
+
+    __tablename__ = "key_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class EnvelopeKey(Base):
+    """An owner's data key, wrapped under the master key with the owner bound to it:
+    ``tenant/<id>`` for a tenant, ``escrow`` for gateways' recovery keys."""
+
+    __tablename__ = "envelope_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class TenantSecret(Base):
+    """A tenant's secret for an app, for all its gateways (``scope`` "") or one group's
+    (``scope`` its name); ``version`` goes up at every set; revoked: value erased."""
+
+    __tablename__ = "tenant_secrets"
+    __table_args__ = (UniqueConstraint("tenant_id", "app", "scope", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    app: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(64))
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gateway_groups.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RecoveryKey(Base):
+    """A gateway's data-volume recovery key, escrowed under the escrow envelope key (it
+    belongs to the device: it stays fetchable whichever tenant holds the gateway)."""
+
+    __tablename__ = "recovery_keys"
+
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    escrowed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class DeviceCredential(Base):
+    """A credential one gateway made for an app and reported, under the envelope key of
+    the tenant holding the gateway then (the platform's while it has none)."""
+
+    __tablename__ = "device_credentials"
+    __table_args__ = (UniqueConstraint("gateway_id", "app", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"))
+    app: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(64))  # whose envelope key encrypts it
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    reported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)

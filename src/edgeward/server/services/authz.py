@@ -31,6 +31,11 @@ class Action(enum.StrEnum):
     ROLLOUT_MANAGE = "rollout:manage"      # start, pause, resume, abort rollouts (platform)
     APP_PUBLISH = "app:publish"            # a tenant's own apps-<tenant> TUF role and files
     APP_MODE = "app:mode"                  # complain/enforce an app's confinement on a gateway
+    # secrets (action names, not secrets): names, groups and versions, never a value; set
+    # (a new version) and revoke a tenant's; a gateway's recovery key and its credentials
+    SECRET_READ = "secret:read"  # noqa: S105
+    SECRET_MANAGE = "secret:manage"  # noqa: S105
+    SECRET_REVEAL = "secret:reveal"  # noqa: S105
 
 
 class Role(enum.StrEnum):
@@ -40,10 +45,16 @@ class Role(enum.StrEnum):
 
 
 _VIEWER = frozenset({Action.GATEWAY_LIST, Action.GATEWAY_READ, Action.AUDIT_READ,
-                     Action.ALERT_READ, Action.USER_READ, Action.RELEASE_READ})
+                     Action.ALERT_READ, Action.USER_READ, Action.RELEASE_READ,
+                     Action.SECRET_READ})
 _OPERATOR = _VIEWER | {Action.GATEWAY_REVOKE, Action.GATEWAY_CLAIM, Action.GROUP_MANAGE}
+# Secrets are admin-only, operators included out: a secret set is what every gateway's apps
+# then authenticate with (set the broker password and the broker URL, and an app talks to
+# whoever chose them), and a recovery key or credential revealed opens a device's data or a
+# customer's service. That is the weight of publishing apps or opening their sandbox
+# (complain mode), which are admin's too; operators run the fleet without holding its keys.
 _ADMIN = _OPERATOR | {Action.USER_MANAGE, Action.TOKEN_MANAGE, Action.APP_PUBLISH,
-                      Action.APP_MODE}
+                      Action.APP_MODE, Action.SECRET_MANAGE, Action.SECRET_REVEAL}
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: _VIEWER, Role.OPERATOR: _OPERATOR, Role.ADMIN: _ADMIN,
 }
