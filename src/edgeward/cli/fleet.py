@@ -13,6 +13,7 @@ from rich.table import Table
 from edgeward import operator_config
 from edgeward.cli.common import json_option
 from edgeward.cli.fleet_apps import apps, events
+from edgeward.cli.fleet_secrets import credentials, recovery_key, secrets
 from edgeward.cli.output import console, report
 from edgeward.errors import InputError
 
@@ -35,11 +36,14 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 @click.group()
 def fleet() -> None:
-    """Operate the fleet: gateways, tenants, users, tokens, audit (over the API)."""
+    """Operate the fleet: gateways, tenants, users, tokens, secrets, audit (over the API)."""
 
 
 fleet.add_command(events)
 fleet.add_command(apps)
+fleet.add_command(secrets)
+fleet.add_command(recovery_key)
+fleet.add_command(credentials)
 
 
 @fleet.command()

@@ -30,8 +30,8 @@ from edgeward.trust import vault
 Outcome = Literal["stored", "unchanged", "replaced"]
 
 
-def _binding(row: DeviceCredential, gateway: Gateway) -> bytes:
-    return vault.credential_binding(row.owner, gateway.id, gateway.serial, row.app, row.name)
+def _binding(owner: str, gateway: Gateway, app: str, name: str) -> bytes:
+    return vault.credential_binding(owner, gateway.id, gateway.serial, app, name)
 
 
 def _find(session: Session, gateway: Gateway, app: str, name: str, lock: bool = False
@@ -47,20 +47,21 @@ def report(session: Session, master: bytes, gateway: Gateway, app: str, name: st
     """Keep a credential the gateway made: "stored", "unchanged" or "replaced"."""
     check_name("app", app), check_name("credential", name)
     tenant_id = gateway.tenant_id or keystore.platform_tenant(session)
+    key = keystore.tenant_key(session, master, tenant_id, now)
+    owner = keystore.tenant_owner(tenant_id)
     row = _find(session, gateway, app, name, lock=True)
     outcome: Outcome = "stored"
     if row is not None and row.tenant_id == gateway.tenant_id:
         old = vault.decrypt(keystore.key_of(session, master, row.owner), row.ciphertext,
-                            _binding(row, gateway))
+                            _binding(row.owner, gateway, app, name))
         if hmac.compare_digest(old, value):
             return "unchanged"
         outcome = "replaced"
-    elif row is None:
+    ciphertext = vault.encrypt(key, value, _binding(owner, gateway, app, name))
+    if row is None:
         row = DeviceCredential(gateway_id=gateway.id, app=app, name=name)
         session.add(row)
-    row.tenant_id, row.owner = gateway.tenant_id, keystore.tenant_owner(tenant_id)
-    row.ciphertext = vault.encrypt(keystore.tenant_key(session, master, tenant_id, now), value,
-                                   _binding(row, gateway))
+    row.tenant_id, row.owner, row.ciphertext = gateway.tenant_id, owner, ciphertext
     row.reported_at = now
     session.flush()
     audit.record(session, gateway.tenant_id, f"gateway/{gateway.serial}",
@@ -87,7 +88,7 @@ def reveal(session: Session, master: bytes, principal: Principal, serial: str, a
     if row is None or row.tenant_id != gateway.tenant_id:
         raise NotFound(f"gateway {serial} reported no credential {app}/{name}")
     value = vault.decrypt(keystore.key_of(session, master, row.owner), row.ciphertext,
-                          _binding(row, gateway))
+                          _binding(row.owner, gateway, app, name))
     audit.record(session, gateway.tenant_id, principal.actor, "credential.reveal",
                  f"{serial}/{app}/{name}", now)
     return {"gateway": serial, "app": app, "name": name, "value": value.decode(),

@@ -40,11 +40,11 @@ def escrow(session: Session, master: bytes, gateway: Gateway, recovery_key: byte
                                recovery_key):
             return False
         action = "recovery-key.replace"
+    ciphertext = vault.encrypt(key, recovery_key, _binding(gateway))
+    if row is None:
+        session.add(RecoveryKey(gateway_id=gateway.id, ciphertext=ciphertext, escrowed_at=now))
     else:
-        row = RecoveryKey(gateway_id=gateway.id)
-        session.add(row)
-    row.ciphertext = vault.encrypt(key, recovery_key, _binding(gateway))
-    row.escrowed_at = now
+        row.ciphertext, row.escrowed_at = ciphertext, now
     session.flush()
     audit.record(session, gateway.tenant_id, f"gateway/{gateway.serial}", action,
                  gateway.serial, now)

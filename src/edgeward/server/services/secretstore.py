@@ -64,16 +64,15 @@ def put(session: Session, principal: Principal, master: bytes, app: str, name: s
     check_name("app", app), check_name("secret", name), check_value(value)
     found = _group(session, principal, group)
     scope = found.name if found else ""
-    row = _current(session, principal.tenant_id, app, scope, name, lock=True)
-    if row is None:
-        row = TenantSecret(tenant_id=principal.tenant_id, app=app, scope=scope, name=name,
-                           version=0)
-        session.add(row)
-    row.version += 1
     key = keystore.tenant_key(session, master, principal.tenant_id, now)
-    row.ciphertext = vault.encrypt(key, value, vault.secret_binding(
-        principal.tenant_id, app, scope or None, name, row.version))
-    row.group_id = found.id if found else None
+    row = _current(session, principal.tenant_id, app, scope, name, lock=True)
+    version = 1 if row is None else row.version + 1
+    ciphertext = vault.encrypt(key, value, vault.secret_binding(
+        principal.tenant_id, app, scope or None, name, version))
+    if row is None:
+        row = TenantSecret(tenant_id=principal.tenant_id, app=app, scope=scope, name=name)
+        session.add(row)
+    row.version, row.ciphertext, row.group_id = version, ciphertext, found.id if found else None
     row.updated_at, row.updated_by, row.revoked_at = now, principal.actor, None
     session.flush()
     audit.record(session, principal.tenant_id, principal.actor, "secret.set", f"{app}/{name}",
