@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from edgeward.device import identity
+from edgeward.errors import IntegrityError
 from edgeward.trust import sealing
 from edgeward.trust.secretbox import secret_info
 from tests.server.harness import Fleet, attest_once
@@ -190,7 +191,7 @@ def test_a_gateway_receives_only_its_own_sealed_secrets(fleet: Fleet) -> None:
                        (own, secret_info("gw-2", "minibar", "mqtt-password", 1))):
         try:
             sealing.unseal(key, sealed, wrong)
-        except Exception as e:  # noqa: BLE001 (any refusal will do; asserted below)
+        except IntegrityError as e:
             assert "does not open" in str(e)
         else:
             raise AssertionError("a sealed secret opened where it should not")
