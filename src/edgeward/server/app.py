@@ -42,6 +42,7 @@ from edgeward.server.app_errors import status_of
 from edgeward.server.services.repository import MAX_BLOB
 from edgeward.server.state import ServerState
 from edgeward.server.web import routes as web
+from edgeward.server.web import secrets as secrets_web
 from edgeward.server.web import security as security_web
 
 log = logging.getLogger("edgeward.server")
@@ -151,4 +152,5 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(escrow.router)
     app.include_router(web.router)
     app.include_router(security_web.router)
+    app.include_router(secrets_web.router)
     return app

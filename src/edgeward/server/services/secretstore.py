@@ -34,6 +34,8 @@ REFUSED = "gateway.secrets-refused"
 
 
 def check_value(value: bytes) -> bytes:
+    if not value:
+        raise InputError("a secret's value is empty")
     if len(value) > MAX_VALUE:
         raise InputError(f"a secret's value is {len(value)} bytes: at most {MAX_VALUE}")
     return value
