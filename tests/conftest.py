@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,11 +71,14 @@ def gateway(factory: station.Factory, tmp_path: Path) -> Iterator[VirtualBoard]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_data_area_left_mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Whatever a test left running, no gateway's data area outlives the session."""
+    """Whatever a test left running, no gateway's data area made in this session outlives
+    it (those of a demo or another run beside it are not this session's to take down)."""
+    started = time.time()
     yield
     for base in (tmp_path_factory.getbasetemp(), Path("/var/tmp")):
         for point in mounts.mounts_under(base):
-            if point.name == "data" and (point.parent / "flash" / "data.img").exists():
+            image = point.parent / "flash" / "data.img"
+            if point.name == "data" and image.exists() and image.stat().st_mtime >= started:
                 VirtualBoard(point.parent).power_off()
 
 

@@ -4,6 +4,7 @@ is tests/updates/test_app_install.py's subject): a real squashfs image, built by
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from edgeward.board.virtual import VirtualBoard
+from edgeward.device import keyring
 from edgeward.device.apps import cgroups, store
+from edgeward.device.storage import volume
 from edgeward.files import sha384_file, traversable_dir
 from edgeward.release import appimage
 
@@ -33,7 +36,7 @@ def build(where: Path, name: str, files: dict[str, str], manifest: str,
 
 
 def sideload(board: VirtualBoard, image: Path, name: str, version: str) -> store.Installed:
-    folder = traversable_dir(traversable_dir(store.apps_dir(board) / name) / version)
+    folder = traversable_dir(volume.app_dir(board, name) / version)
     shutil.copy(image, folder / store.IMAGE)
     (folder / store.DIGEST).write_text(sha384_file(image) + "\n")  # as TUF would vouch
     store.mount(folder / store.IMAGE, folder / "root")
@@ -53,6 +56,9 @@ def board() -> Iterator[VirtualBoard]:
     root = Path(tempfile.mkdtemp(prefix="edgeward-gw-", dir="/var/tmp"))
     root.chmod(0o755)
     gateway = VirtualBoard.create(root / "gw")
+    volume_key = os.urandom(32)  # an encrypted data area, as a verified boot opens it
+    volume.format_volume(gateway, volume_key)
+    keyring.remember(gateway, keyring.DATA_VOLUME, volume_key)
     try:
         yield gateway
     finally:
@@ -61,4 +67,5 @@ def board() -> Iterator[VirtualBoard]:
             cgroups.kill(group)
             store.remove(gateway, name)
             cgroups.remove(group)
+        gateway.power_off()
         shutil.rmtree(root, ignore_errors=True)

@@ -43,8 +43,10 @@ from edgeward.board.bootenv import DEFAULT_BOOT_LIMIT, other
 from edgeward.board.virtual import VirtualBoard
 from edgeward.device.agent import Agent, AgentSettings
 from edgeward.device.boot.chain import BOOT_STATE, boot, last_boot
+from edgeward.device.storage import volume
 from edgeward.device.updates import fetcher, installer, state
 from edgeward.device.updates.updater import Outcome
+from edgeward.errors import StateError
 from edgeward.factory import station
 from edgeward.release import osbuild, workspace
 from edgeward.server.runner import Running, Settings
@@ -200,7 +202,7 @@ def work(board: VirtualBoard) -> Path:
 def part_size(board: VirtualBoard) -> int:
     try:
         return (work(board) / "rootfs.img.part").stat().st_size
-    except FileNotFoundError:
+    except (FileNotFoundError, StateError):  # or cut mid-boot: the data area is locked
         return -1
 
 
@@ -218,6 +220,8 @@ def temp_size(board: VirtualBoard, partition: str) -> int:
 
 
 def phase(board: VirtualBoard) -> str:
+    if not volume.unlocked(board):
+        return "(data area locked: the power was cut in the middle of a boot)"
     return state.load(board).phase
 
 

@@ -20,8 +20,9 @@ from edgeward.device.boot.chain import boot as run_boot
 from edgeward.device.boot.commit import commit_booted_slot
 from edgeward.device.boot.report import BootReport
 from edgeward.device.status import status as device_status
+from edgeward.device.storage import recovery
 from edgeward.errors import SecurityError, StateError
-from edgeward.files import write_atomic
+from edgeward.files import read_file, write_atomic
 
 
 @click.group()
@@ -113,6 +114,46 @@ def _print_status(info: dict[str, Any]) -> None:
         console.print(f"  slot {slot}: {version or 'empty'}")
     last = info["last_boot"]
     console.print(f"  last boot: {last['verdict'] if last else 'none this power cycle'}")
+    data = info["data_area"]
+    if not data["formatted"]:
+        console.print("  data area: [red]missing[/]")
+    elif data["unlocked"]:
+        console.print(f"  data area: unlocked ({data['encryption']}), "
+                      f"{len(data['app_folders'])} app folder(s), each under its own key")
+    else:
+        console.print("  data area: locked (only a verified boot or the recovery key "
+                      "opens it)")
+
+
+@device.command()
+@device_option
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file holding the recovery key (else it is read from stdin).")
+@json_option
+def recover(device: Path, key_file: Path | None, as_json: bool) -> None:
+    """Open the data area with its recovery key, without a verified boot.
+
+    The key comes from the fleet server (`edgeward fleet recovery-key SERIAL`, tenant
+    admins only, audited). The identity key stays sealed: the gateway cannot attest or
+    reach the server until it boots verified again.
+    """
+    board = VirtualBoard.open(device)
+    text = (read_file(key_file, "recovery key", 4096).decode(errors="replace")
+            if key_file is not None else click.get_text_stream("stdin").read(4096))
+    recovery.recover(board, text)
+    if as_json:
+        emit_json({"device": str(device), "unlocked": True, "mount": str(board.data_mount)})
+    else:
+        console.print(f"data area unlocked at {board.data_mount} with the recovery key; "
+                      "the identity key stays sealed")
+
+
+@device.command("power-off")
+@device_option
+def power_off(device: Path) -> None:
+    """Cut the power: RAM, opened keys and the data area's mount are gone."""
+    VirtualBoard.open(device).power_off()
+    console.print(f"{device}: powered off (data area locked)")
 
 
 @device.command()

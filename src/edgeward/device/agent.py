@@ -26,6 +26,7 @@ from edgeward.device.apps.reconcile import AppOutcome, reconcile
 from edgeward.device.apps.runtime import SYSTEM_BUS, AppRuntime
 from edgeward.device.boot.chain import boot as boot_chain
 from edgeward.device.boot.chain import last_boot
+from edgeward.device.secrets import exchange
 from edgeward.device.updates.client import TufClient
 from edgeward.device.updates.updater import OsUpdater, Outcome
 from edgeward.errors import AttestationError, Error, InputError, StateError, Unreachable
@@ -235,6 +236,23 @@ class Agent:
                  + (f": {answer['reason']}" if answer.get("reason") else ""))
         return self.state.attestation
 
+    def secrets(self, client: ApiClient) -> None:
+        """Escrow the recovery key (once); while attested, report credentials and take the
+        secrets delivered. An app whose secrets changed restarts to read them."""
+        try:
+            if exchange.escrow(self.board, client):
+                self.say("recovery key escrowed to the fleet server")
+            if self.state.attestation != "attested":
+                return
+            done = exchange.exchange(self.board, client, self.say)
+        except Unreachable:
+            raise
+        except Error as e:
+            self.say(f"secrets: {e.message}")
+            return
+        if done.apps and self.apps is not None:
+            self.apps.supervisor.restart(done.apps)
+
     def heartbeat(self, client: ApiClient) -> dict[str, Any]:
         answer: dict[str, Any] = client.call("POST", "/v1/gateway/heartbeat", {
             "slot": self.boot["slot"], "boot_id": self.boot["boot_id"],
@@ -269,12 +287,14 @@ class Agent:
                         self.finish_boot()
                     if clock >= next_attest:
                         self.attest(client)
+                        self.secrets(client)
                         next_attest = clock + self.settings.attest_every
                     self.heartbeat(client)
                     if self.settings.update_every and clock >= next_update:
                         next_update = clock + self.settings.update_every
                         self.check_updates()
                         self.check_apps()  # apps never wait on the OS stream, nor it on them
+                        self.secrets(client)
                     self.state.failures, self.state.last_error = 0, ""
                     if self.settings.once:
                         break

@@ -36,7 +36,7 @@ def station_path(board: Board) -> Path:
     return _dir(board) / "station.pem"
 
 
-def make_key_and_csr(board: Board, kek: bytes, serial: str) -> bytes:
+def make_key_and_csr(board: Board, kek: keyring.Kek, serial: str) -> bytes:
     """Generate the identity key on the device, seal it to the board; return the CSR (PEM)."""
     key = keys.generate(keys.Algorithm.ECDSA_P384)
     keyring.seal(board, kek, keyring.IDENTITY, keys.private_pem(key))

@@ -21,7 +21,7 @@ from edgeward.device import credentials, identity, keyring
 from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
 from edgeward.device.boot.chain import boot
 from edgeward.device.boot.report import BootReport
-from edgeward.device.storage import volume
+from edgeward.device.storage import recovery, volume
 from edgeward.errors import InputError, ProvisioningError
 from edgeward.factory.record import sign_record
 from edgeward.factory.station import Factory
@@ -75,7 +75,7 @@ def _check_pair(key: keys.PrivateKey, cert_pem_owner: str, public: keys.PublicKe
         raise ProvisioningError(f"the {cert_pem_owner} key does not match its certificate")
 
 
-def _flash(device: Path, images: _Images) -> tuple[VirtualBoard, bytes]:
+def _flash(device: Path, images: _Images) -> tuple[VirtualBoard, keyring.Kek]:
     """Burn and flash a board; seal its data key. Returns the board and its KEK."""
     board = VirtualBoard.create(device)
     board.burn("root_key_hash", images.root_hash)
@@ -87,10 +87,12 @@ def _flash(device: Path, images: _Images) -> tuple[VirtualBoard, bytes]:
     board.write("kernel_a", images.kernel)
     board.write("rootfs_a", images.rootfs)
     board.write_env(BootEnv())
-    kek = keyring.derive(board)  # the HUK is readable until the first boot locks it
+    # the HUK is readable until the first boot locks it
+    kek = keyring.derive(board, images.os_security_version)
     volume_key = os.urandom(32)
     keyring.seal(board, kek, keyring.DATA_VOLUME, volume_key)
     volume.format_volume(board, volume_key)
+    recovery.make(board, volume_key)  # escrowed by the agent to the fleet server
     return board, kek
 
 

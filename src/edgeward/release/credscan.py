@@ -5,7 +5,8 @@ service), never inside an image every gateway shares. This scan looks, in every
 file, for private keys (PEM, OpenSSH, PuTTY), well-known token formats, and, in
 configuration files, a password, secret, token or key given a literal value.
 A value that only points elsewhere (``${VAR}``, ``env:``, a file under
-``/run/secrets``) is fine. Findings name the file and line, never the value.
+``/run/secrets``) is fine, as is the manifest's list of ``credentials`` the
+gateway makes for the app. Findings name the file and line, never the value.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ _ASSIGNMENT = re.compile(
     \s*[:=]\s*
     (?P<value>"[^"\n]*"|'[^'\n]*'|[^\s#;,}\]]+)""")
 _POINTERS = re.compile(rb"""(?x)^["']?(\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|env:.*|file:.*|
-                            /run/secrets/.*|/data/.*secrets.*|<[^>]*>)["']?$""")
+                            /run/secrets/.*|/run/credentials/.*|/data/.*secrets.*|<[^>]*>)["']?$""")
 _NOT_A_VALUE = {b"", b'""', b"''", b"null", b"none", b"true", b"false", b"~"}
 
 
@@ -64,6 +65,8 @@ def scan_bytes(path: str, data: bytes) -> list[Finding]:
                 if value.lower() in _NOT_A_VALUE or _POINTERS.match(value):
                     continue
                 key = match.group("key").decode(errors="replace").strip("\"'")
+                if path == "app.toml" and key == "credentials" and value.startswith(b"["):
+                    continue  # the names of credentials the gateway makes, not values
                 found.append(Finding(path, number, f"a literal value for {key!r}"))
     return found
 

@@ -49,7 +49,9 @@ _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-
 _SIZE = re.compile(r"^([1-9][0-9]{0,5})([KMG])$")
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 _TOP = {"name", "version", "publisher", "summary", "plugs", "resources", "egress", "commands",
-        "daemons"}
+        "daemons", "credentials"}
+_CREDENTIAL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_CREDENTIALS = 16
 DEFAULTS = {"memory": 64 << 20, "cpu": 0.5, "pids": 64}
 MAX_PLUGS = 32  # what the fleet server takes in an app's status
 LIMITS = {"memory": (1 << 20, 4 << 30), "cpu": (0.01, 64.0), "pids": (1, 4096)}
@@ -90,6 +92,7 @@ class AppManifest:
     pids: int
     egress: tuple[Egress, ...]
     programs: tuple[Program, ...] = field(default_factory=tuple)
+    credentials: tuple[str, ...] = ()  # made per gateway at first start (device/secrets)
 
     def interfaces(self) -> set[str]:
         return {p.interface for p in self.plugs}
@@ -150,7 +153,18 @@ def parse(data: bytes) -> AppManifest:
     resources = _resources(raw.get("resources", {}), where)
     return AppManifest(name, version, publisher, summary, _plugs(raw.get("plugs", []), where),
                        resources["memory"], resources["cpu"], resources["pids"],
-                       _egress(raw.get("egress", {}), where), _programs(raw, where))
+                       _egress(raw.get("egress", {}), where), _programs(raw, where),
+                       _credentials(raw.get("credentials", []), where))
+
+
+def _credentials(value: Any, where: _Where) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_CREDENTIALS or not all(
+            isinstance(v, str) and _CREDENTIAL.match(v) for v in value):
+        raise where.fail(f"credentials is a list of at most {MAX_CREDENTIALS} names "
+                         "(a-z, 0-9, '_', '-')", "credentials")
+    if len(set(value)) != len(value):
+        raise where.fail("a credential is listed twice", "credentials")
+    return tuple(value)
 
 
 def _plugs(value: Any, where: _Where) -> tuple[Plug, ...]:

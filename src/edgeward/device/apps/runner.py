@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgeward.board.base import Board
 from edgeward.device.apps import launch, reconcile, sandbox, store, users
+from edgeward.device.secrets import vault
 from edgeward.errors import NotFound
 
 
@@ -29,7 +30,8 @@ def plan(board: Board, name: str, program: str, args: list[str], complain: bool 
     os.chmod(installed.data, 0o700)
     chosen = sandbox.plan(installed.manifest, installed.root, installed.data,
                           [*found.argv, *args], reconcile.granted(board, name),
-                          peripherals(board), complain, bus_socket)
+                          peripherals(board), complain, bus_socket,
+                          vault.views(board, name))
     claim_gpio(board, chosen, user)
     return chosen, user
 

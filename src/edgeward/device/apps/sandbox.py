@@ -66,6 +66,7 @@ class Plan:
     pids: int
     complain: bool = False
     bus_socket: Path | None = None  # the app's D-Bus proxy socket, on the host
+    secrets: tuple[tuple[Path, str], ...] = ()  # its secret folders, and where it sees them
 
     @property
     def needs_bus(self) -> bool:
@@ -88,15 +89,17 @@ def split_grants(asked: list[str], allowed: set[str]) -> tuple[list[str], list[s
 
 def plan(manifest: AppManifest, image: Path, data: Path, command: list[str],
          granted: set[str] | None, peripherals: Peripherals, complain: bool = False,
-         bus_socket: Path | None = None) -> Plan:
+         bus_socket: Path | None = None, secrets: dict[Path, str] | None = None) -> Plan:
     """The plan for ``command``: a plug counts only if the manifest asks for it and it
     was ``granted`` (None: everything the manifest asks for, as in development)."""
     asked = [str(p) for p in manifest.plugs]
     given, withheld = split_grants(asked, set(asked) if granted is None else granted)
-    rules = interfaces.granting(given, IMAGE_VIEW, str(data))
+    shown = tuple(sorted((secrets or {}).items()))
+    rules = interfaces.granting(given, IMAGE_VIEW, str(data)) | interfaces.Rules(
+        read=tuple(view for _, view in shown))
     return Plan(manifest.name, image, data, tuple(command), rules, tuple(given),
                 tuple(withheld), manifest.egress, peripherals, manifest.memory, manifest.cpu,
-                manifest.pids, complain, bus_socket)
+                manifest.pids, complain, bus_socket, shown)
 
 
 def bwrap() -> str:
@@ -155,10 +158,14 @@ def argv(p: Plan, confine: Path, seccomp_fd: int, system: list[str] | None = Non
         args += ["--bind", str(p.peripherals.gpio), interfaces.GPIO_VIEW]
     if p.bus_socket is not None:
         args += ["--bind", str(p.bus_socket), interfaces.BUS_VIEW]
+    for host, view in p.secrets:
+        args += ["--ro-bind", str(host), view]
     args += ["--chdir", IMAGE_VIEW, "--clearenv",
              "--setenv", "HOME", str(p.data), "--setenv", "EDGEWARD_DATA", str(p.data),
              "--setenv", "EDGEWARD_APP", p.app, "--setenv", "TMPDIR", "/tmp",  # noqa: S108
              "--setenv", "PATH", f"{IMAGE_VIEW}/bin:/usr/bin:/bin"]
+    for _, view in p.secrets:
+        args += ["--setenv", f"EDGEWARD_{Path(view).name.upper()}", view]
     if p.bus_socket is not None:
         args += ["--setenv", "DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={interfaces.BUS_VIEW}"]
     return [*args, "--", *_restrict(p, seccomp_fd), "--",

@@ -134,19 +134,25 @@ def _open_keys(ctx: Context) -> None:
     if not ctx.fuses.debug_disable:
         raise _refuse("os", "the debug port is open (debug_disable fuse not burnt): "
                             "a production OS does not run on it")
+    assert ctx.bundle is not None
+    fused = ctx.fuses.os_security_version
     try:
-        kek = keyring.derive(ctx.board)
-        volume_key = keyring.unseal(ctx.board, kek, keyring.DATA_VOLUME)
-        identity = keyring.unseal(ctx.board, kek, keyring.IDENTITY)
+        kek = keyring.derive(ctx.board, fused)
+        opened = {name: keyring.unseal(ctx.board, kek, name) for name in keyring.BOOT_BOUND}
+        if ctx.bundle.security_version > fused:  # a security update's trial: seal forward
+            ahead = keyring.derive(ctx.board, ctx.bundle.security_version)
+            for name, secret in opened.items():
+                keyring.seal(ctx.board, ahead, name, secret, replace=True)
+        keyring.prune(ctx.board, below=fused)
     except Error as e:
         raise _refuse("os", f"the boot-bound keys do not open: {e.message} (not the board "
                             "they were sealed on, or its flash was altered)") from e
     try:
-        volume.unlock(ctx.board, volume_key)
+        volume.unlock(ctx.board, opened[keyring.DATA_VOLUME])
     except Error as e:
         raise _refuse("os", f"the data area does not open: {e.message}") from e
-    keyring.remember(ctx.board, keyring.DATA_VOLUME, volume_key)
-    keyring.remember(ctx.board, keyring.IDENTITY, identity)
+    for name, secret in opened.items():
+        keyring.remember(ctx.board, name, secret)
 
 
 STAGES: tuple[tuple[str, Callable[[Context], None], str], ...] = (

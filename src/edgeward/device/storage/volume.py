@@ -152,3 +152,17 @@ def forget_app(board: Board, name: str) -> None:
     if volume_key is not None and unlocked(board):
         key = derive_directory_key(volume_key, f"app:{name}")
         fscrypt.remove_key(board.data_mount, directory_key_identifier(key))
+
+
+def describe(board: Board) -> dict[str, object]:
+    """The data area as ``device status`` shows it (no key needed, none revealed)."""
+    info: dict[str, object] = {"partition": str(board.data_partition),
+                               "formatted": board.data_partition.is_file(),
+                               "unlocked": unlocked(board)}
+    if info["unlocked"]:
+        policy = fscrypt.get_policy(board.data_mount / SYSTEM)
+        info["encryption"] = ("fscrypt v2, AES-256-XTS contents, AES-256-CTS names"
+                              if policy is not None and policy.standard else "NONE")
+        apps = [p for p in sorted((board.data_mount / APPS).iterdir()) if p.is_dir()]
+        info["app_folders"] = {p.name: _policy_key(p) is not None for p in apps}
+    return info
