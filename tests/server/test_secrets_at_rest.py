@@ -20,12 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from edgeward.board.virtual import VirtualBoard
 from edgeward.errors import InputError, KeyFileError
 from edgeward.factory.provision import provision
 from edgeward.factory.station import Factory
+from edgeward.server.db.models import TenantSecret
 from edgeward.server.runner import Running, Settings
 from edgeward.trust import vault
 from tests.conftest import NOW, require_tool
@@ -278,3 +280,25 @@ def test_a_wrong_or_exposed_master_key_is_refused(pool: dict[str, Any],
     assert "Traceback" not in log.read_text()
     with Running(settings(pool, right), dt.datetime.now(dt.UTC)) as server:  # still fine
         assert set_secret(server, "again") == 2
+
+
+def test_a_value_copied_to_another_row_does_not_decrypt(fleet: Fleet) -> None:
+    t = tenants(fleet, assign=("gw-1",))
+    with fleet.admin() as admin:
+        assert admin.post("/v1/gateways/gw-2/assign", json={"tenant": "other"}).is_success
+    t.put("hotels/ops", "minibar", "password", VALUES["secret"])
+    t.put("other/ops", "minibar", "password", "the-other-tenants-own")
+    t.put("hotels/ops", "minibar", "token", "hotels-token")
+    with fleet.server.state.db.transaction() as session:
+        rows = {(r.tenant_id, r.name): r for r in session.execute(
+            select(TenantSecret)).scalars()}
+        hotels, other = sorted({tenant for tenant, _ in rows})
+        stolen = rows[(hotels, "password")].ciphertext
+        rows[(other, "password")].ciphertext = stolen  # into another tenant's row
+        rows[(hotels, "token")].ciphertext = stolen  # into another name's row
+    for serial in ("gw-1", "gw-2"):
+        with fleet.gateway(serial) as gw:
+            answer = gw.get("/v1/gateway/secrets")
+        assert answer.status_code == 400, answer.text
+        assert "does not decrypt" in answer.json()["error"]
+        assert VALUES["secret"] not in answer.text
