@@ -143,6 +143,19 @@ def test_per_device_credentials(fleet: Fleet) -> None:
     assert "pw-gw" not in json.dumps(log)
 
 
+def test_credentials_only_from_an_attested_gateway(fleet: Fleet) -> None:
+    t = tenants(fleet, attest=("gw-1",))
+    with fleet.gateway("gw-2") as gw:  # never attested
+        answer = gw.post("/v1/gateway/credentials", json={
+            "app": "minibar", "name": "mqtt-password", "value": "from-an-unverified-gateway"})
+    assert answer.status_code == 403 and "refused a credential report" in answer.json()["error"]
+    with t.as_("hotels/ops") as ops:
+        assert ops.get("/v1/gateways/gw-2/credentials").json() == []
+    assert ("gateway/gw-2", "gateway.credential-refused") in {
+        (e["actor"], e["action"]) for e in t.audit("hotels/ops")}
+    assert escrow(fleet, "gw-2", RECOVERY) == {"escrowed": True}  # escrow needs enrolment only
+
+
 def test_credentials_stay_with_the_tenant_that_held_the_gateway(fleet: Fleet) -> None:
     t = tenants(fleet, assign=())
     report(fleet, "gw-1", "minibar", "mqtt-password", "made-in-the-pool")

@@ -2,8 +2,9 @@
 and the per-device credentials they made; what tenant admins may read back (tokens),
 every read and every refused attempt audited.
 
-A gateway need only be enrolled (and not revoked) to hand these in: it gives, it is
-given nothing, and a replaced value is audited.
+A gateway need only be enrolled (and not revoked) to escrow its recovery key: the agent
+hands it in as soon as it can, and a replaced one is audited. A credential is taken only
+from a gateway whose last attestation is good, as secrets are given only to one.
 """
 
 from __future__ import annotations
@@ -87,17 +88,27 @@ def gateway_recovery_key(body: RecoveryKeyReport, request: Request) -> Escrowed:
 
 @router.post("/v1/gateway/credentials", tags=["gateway"])
 def gateway_credential(body: CredentialReport, request: Request) -> CredentialStored:
-    """Keep a credential the gateway made for one of its apps (its own, never shared)."""
+    """Keep a credential the gateway made for one of its apps (its own, never shared);
+    403 unless its last attestation is good (an admin may hand it to a customer's
+    service: it must come from a verified gateway)."""
     state = state_of(request)
     master = state.master()
 
-    def work(session: Session) -> CredentialStored:
+    def work(session: Session) -> CredentialStored | str:
         _, known = deps.gateway(session, request)
-        outcome = credentials.report(session, master, registry.require_enrolled(known),
-                                     body.app, body.name, body.value.encode(), state.clock())
+        gateway = registry.require_enrolled(known)
+        refused = secretstore.refusal(session, gateway, state.clock(), "a credential report",
+                                      "gateway.credential-refused")
+        if refused is not None:
+            return refused  # recorded: committed with this transaction
+        outcome = credentials.report(session, master, gateway, body.app, body.name,
+                                     body.value.encode(), state.clock())
         return CredentialStored(app=body.app, name=body.name, outcome=outcome)
 
-    return deps.once_more(request, work)
+    answer = deps.once_more(request, work)
+    if isinstance(answer, str):
+        raise PermissionDenied(answer)
+    return answer
 
 
 # -- operators (tokens) -------------------------------------------------------------------

@@ -115,19 +115,21 @@ def listed(session: Session, principal: Principal, app: str | None = None
 # -- delivery to gateways ------------------------------------------------------------------
 
 
-def refusal(session: Session, gateway: Gateway, now: dt.datetime) -> str | None:
-    """Why ``gateway`` may not have secrets now (recorded, once per quiet window), or None."""
+def refusal(session: Session, gateway: Gateway, now: dt.datetime, what: str = "its secrets",
+            action: str = REFUSED) -> str | None:
+    """Why ``gateway`` may not have ``what`` now (recorded as ``action``, once per quiet
+    window, and alerted), or None while its last attestation is good (and not stale)."""
     status = registry.attestation_status(gateway, now)
     if status == "attested":
         return None
-    reason = (f"gateway {gateway.serial} is refused its secrets: its last attestation is "
+    reason = (f"gateway {gateway.serial} is refused {what}: its last attestation is "
               f"{status}{': ' + gateway.attestation_detail if status == 'failed' else ''}; "
               "attest again")
     recent = session.execute(select(AuditEvent.id).where(
-        AuditEvent.action == REFUSED, AuditEvent.target == gateway.serial,
+        AuditEvent.action == action, AuditEvent.target == gateway.serial,
         AuditEvent.at >= now - alerts.QUIET).limit(1)).first()
     if recent is None:  # an agent asking every minute leaves one record, not a flood
-        audit.record(session, gateway.tenant_id, f"gateway/{gateway.serial}", REFUSED,
+        audit.record(session, gateway.tenant_id, f"gateway/{gateway.serial}", action,
                      gateway.serial, now, attestation=status)
     alerts.raise_alert(session, gateway, "secrets-refused", reason, now)
     return reason
