@@ -6,10 +6,12 @@ tool or kernel feature into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
-import time
+import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,13 +75,37 @@ def gateway(factory: station.Factory, tmp_path: Path) -> Iterator[VirtualBoard]:
 def _no_data_area_left_mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Whatever a test left running, no gateway's data area made in this session outlives
     it (those of a demo or another run beside it are not this session's to take down)."""
-    started = time.time()
     yield
-    for base in (tmp_path_factory.getbasetemp(), Path("/var/tmp")):
+    for base in (tmp_path_factory.getbasetemp(), *SCRATCH):
         for point in mounts.mounts_under(base):
-            image = point.parent / "flash" / "data.img"
-            if point.name == "data" and image.exists() and image.stat().st_mtime >= started:
+            if point.name == "data" and (point.parent / "flash" / "data.img").exists():
                 VirtualBoard(point.parent).power_off()
+        _stop_chips_under(base)
+
+
+def _stop_chips_under(base: Path) -> None:
+    """The software TPMs of this session's boards (each runs in a session of its own)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"swtpm") and any(str(base).encode() in a for a in argv):
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+SCRATCH: list[Path] = []
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new directory under /var/tmp, for gateways whose apps' users must reach their data
+    area (pytest's temporary directories are 0700); this session's to clean up."""
+    where = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    SCRATCH.append(where)
+    return where
 
 
 def slot_a_rootfs(board: VirtualBoard) -> rootfs.SealedRootfs:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from edgeward.device.apps import cgroups, store
 from edgeward.device.storage import volume
 from edgeward.files import sha384_file, traversable_dir
 from edgeward.release import appimage
+from tests.conftest import scratch_dir
 
 
 def build(where: Path, name: str, files: dict[str, str], manifest: str,
@@ -53,7 +53,7 @@ def install(board: VirtualBoard, name: str, files: dict[str, str], manifest: str
 @pytest.fixture
 def board() -> Iterator[VirtualBoard]:
     """A gateway's data area under /var/tmp (apps' users must be able to reach it)."""
-    root = Path(tempfile.mkdtemp(prefix="edgeward-gw-", dir="/var/tmp"))
+    root = scratch_dir("edgeward-gw-")
     root.chmod(0o755)
     gateway = VirtualBoard.create(root / "gw")
     volume_key = os.urandom(32)  # an encrypted data area, as a verified boot opens it

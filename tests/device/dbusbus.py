@@ -21,7 +21,6 @@ import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from edgeward.device.apps import sandbox
-from tests.conftest import REQUIRE_REAL, require_tool
+from tests.conftest import REQUIRE_REAL, require_tool, scratch_dir
 from tests.device.sandboxing import USER, need_root
 
 OTHER = sandbox.AppUser(23457, 23457)  # another app's user
@@ -85,7 +84,7 @@ def running_bus() -> Iterator[Bus]:
     need_root()
     daemon = require_tool("dbus-daemon")
     bwrap = require_tool("bwrap")
-    root = Path(tempfile.mkdtemp(prefix="edgeward-dbus-", dir="/var/tmp"))
+    root = scratch_dir("edgeward-dbus-")
     root.chmod(0o755)
     socket = root / "system_bus_socket"
     (root / "system.conf").write_text(CONFIG.format(socket=socket))

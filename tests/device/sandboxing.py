@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from edgeward.device.apps import cgroups, launch, sandbox
 from edgeward.device.apps.denials import Denial
 from edgeward.device.apps.monitor import Monitor
 from edgeward.trust.appmanifest import parse
-from tests.conftest import require_root, require_tool
+from tests.conftest import require_root, require_tool, scratch_dir
 
 USER = sandbox.AppUser(23456, 23456)
 
@@ -101,7 +100,7 @@ def app() -> Iterator[App]:
     need_root()
     launch.confine_binary()
     # the app's user must be able to reach its image and data (pytest's tmp is 0700)
-    root = Path(tempfile.mkdtemp(prefix="edgeward-sandbox-", dir="/var/tmp"))
+    root = scratch_dir("edgeward-sandbox-")
     root.chmod(0o755)
     try:
         yield App(root)

@@ -63,14 +63,14 @@ def test_corrupt_boot_state_in_ram_is_a_clear_error(gateway: VirtualBoard) -> No
 
 
 def test_a_wiped_data_key_refuses_the_boot(gateway: VirtualBoard) -> None:
-    (gateway.sealed_dir / f"{keyring.DATA_VOLUME}.wrapped").unlink()
+    (gateway.sealed_dir / f"{keyring.DATA_VOLUME}.v1.wrapped").unlink()
     report = boot(gateway)
     assert report.refused_stage == "os" and "missing" in report.reason
 
 
 def test_sealed_blobs_cannot_be_swapped(gateway: VirtualBoard) -> None:
     sealed = gateway.sealed_dir
-    data, ident = sealed / "data-volume.wrapped", sealed / "identity.wrapped"
+    data, ident = sealed / "data-volume.v1.wrapped", sealed / "identity.v1.wrapped"
     a, b = data.read_bytes(), ident.read_bytes()
     data.write_bytes(b)
     ident.write_bytes(a)

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from edgeward.device.agent import Agent, AgentSettings
 from edgeward.device.apps import cgroups, store
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
-from tests.conftest import require_tool
+from tests.conftest import require_tool, scratch_dir
 from tests.device.dbusbus import Bus, Services, running_bus, running_services
 from tests.device.sandboxing import need_root
 from tests.escape import hostile
@@ -148,7 +147,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         require_tool(tool)
     root = tmp_path_factory.mktemp("escape")
     make(root)
-    where = Path(tempfile.mkdtemp(prefix="edgeward-escape-", dir="/var/tmp"))
+    where = scratch_dir("edgeward-escape-")
     where.chmod(0o755)
     allowed, stop_allowed = _listener()
     forbidden, stop_forbidden = _listener()

@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from edgeward.device.apps import cgroups, profile, store
 from edgeward.errors import InputError
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
-from tests.conftest import require_tool
+from tests.conftest import require_tool, scratch_dir
 from tests.device.dbusbus import running_bus, running_services
 from tests.device.sandboxing import need_root
 from tests.escape.conftest import _listener
@@ -75,7 +74,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[World, Agent, ApiClient, int, Path]]:
     for tool in ("mksquashfs", "zstd", "bwrap", "xdg-dbus-proxy", "dbus-send"):
         require_tool(tool)
     make(tmp_path / "world")
-    where = Path(tempfile.mkdtemp(prefix="edgeward-lab-", dir="/var/tmp"))
+    where = scratch_dir("edgeward-lab-")
     where.chmod(0o755)
     listener, stop_listener = _listener()
     master, slave = os.openpty()

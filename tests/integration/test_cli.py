@@ -7,13 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import require_tool, scratch_dir
 
 HEX_NONCE = "ab" * 32
 
@@ -159,7 +158,7 @@ def test_every_command_has_help(command: list[str]) -> None:
 @pytest.fixture
 def reachable() -> Iterator[Path]:
     """A directory app users can pass through (pytest's temp directories are 0700)."""
-    where = Path(tempfile.mkdtemp(prefix="edgeward-demo-test-", dir="/var/tmp"))
+    where = scratch_dir("edgeward-demo-test-")
     where.chmod(0o711)
     try:
         yield where

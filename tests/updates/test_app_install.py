@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from edgeward.device.apps import reconcile, store, users
 from edgeward.errors import InputError, IntegrityError, SecurityError
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
-from tests.conftest import require_root
+from tests.conftest import require_root, scratch_dir
 from tests.integration.test_cli import edgeward
 from tests.updates.conftest import World
 
@@ -224,7 +223,7 @@ def test_an_installed_app_runs_in_its_sandbox_from_the_cli(world: World) -> None
     with world.admin() as client:
         publish.add_tenant(client, world.ws, "acme", None, NOW)
     # an app's own user must reach the data area: not under pytest's 0700 temp dirs
-    where = Path(tempfile.mkdtemp(prefix="edgeward-gw-", dir="/var/tmp"))
+    where = scratch_dir("edgeward-gw-")
     where.chmod(0o755)
     agent = world.gateway("gw-9", where)
     try:

@@ -9,11 +9,15 @@ from typing import Any
 
 from tuf.api.metadata import TargetFile
 
+from edgeward.board.base import policy_partition
 from edgeward.device.agent import Agent, AgentSettings
-from edgeward.device.boot.chain import last_boot
+from edgeward.device.boot.chain import boot, last_boot
+from edgeward.device.storage import sealed, volume
+from edgeward.device.storage.tpm import Tpm
 from edgeward.release import publish, roles
 from edgeward.server.runner import Running
 from edgeward.trust.publication import HASH
+from tests.conftest import require_tool
 from tests.updates.conftest import World
 
 
@@ -52,6 +56,32 @@ def test_security_release_installs_by_delta_commits_and_burns_the_counter(
     assert view["current"]["phase"] == "committed" and view["current"]["version"] == "1.1.0"
     assert any("delta from 1.0.0" in d for d in _details(world, "gw-1"))
     assert agent.check_updates().action == "none"  # up to date: nothing more to do
+
+
+def test_a_gateway_with_a_tpm_takes_a_security_release_without_a_reseal(world: World
+                                                                        ) -> None:
+    """The approved TPM policy travels in the kernel's signed TUF target and is written
+    with the slot; the trial boot opens /data with it, the commit moves the TPM's counter,
+    and the old release's approval no longer opens anything."""
+    require_tool("swtpm")
+    agent = world.gateway("gw-tpm", tpm=True)
+    board = world.boards["gw-tpm"]
+    blob = (board.sealed_dir / sealed.BLOB).read_bytes()
+    old_policy = board.read(policy_partition("a"))
+    world.publish(world.build("1.1.0", 2, base=world.factory.release.directory))
+
+    outcome = agent.check_updates()
+
+    assert outcome.action == "committed", outcome
+    assert _on(world, "gw-tpm") == ("b", "1.1.0") and volume.unlocked(board)
+    assert (board.sealed_dir / sealed.BLOB).read_bytes() == blob  # never resealed
+    tcti = board.tpm()
+    assert tcti is not None
+    with Tpm(tcti) as chip:
+        assert chip.read_counter() == 2
+    board.write(policy_partition("b"), old_policy or b"")  # 1.0.0's approval, replayed
+    report = boot(board)
+    assert report.refused_stage == "os" and not volume.unlocked(board)
 
 
 def test_full_image_when_the_slot_is_not_the_delta_base(world: World) -> None:

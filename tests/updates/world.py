@@ -65,11 +65,11 @@ class World:
             return publish.publish_os(client, self.ws, build, channel,
                                       dt.datetime.now(dt.UTC), stages=stages or ["100%"])
 
-    def gateway(self, serial: str, where: Path | None = None) -> Agent:
+    def gateway(self, serial: str, where: Path | None = None, tpm: bool = False) -> Agent:
         """Provision, boot, enrol and attest a gateway (in ``where``, default the test's
-        temp dir); return its agent."""
+        temp dir; with a TPM sealing its /data key if ``tpm``); return its agent."""
         device = (where or self.tmp) / serial
-        provision(self.factory, device, serial, None, now())
+        provision(self.factory, device, serial, None, now(), tpm)
         board = VirtualBoard.open(device)
         assert boot(board).verdict == "booted"
         remember_server_ca(board, self.ca)

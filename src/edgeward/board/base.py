@@ -12,7 +12,7 @@ from edgeward.board.fuses import FuseState
 from edgeward.errors import StateError
 from edgeward.trust.hashtree import Reader
 
-PARTITIONS = ("bl2", "kernel_a", "kernel_b", "rootfs_a", "rootfs_b")
+PARTITIONS = ("bl2", "kernel_a", "kernel_b", "rootfs_a", "rootfs_b", "policy_a", "policy_b")
 
 
 def kernel_partition(slot: str) -> str:
@@ -21,6 +21,11 @@ def kernel_partition(slot: str) -> str:
 
 def rootfs_partition(slot: str) -> str:
     return f"rootfs_{slot}"
+
+
+def policy_partition(slot: str) -> str:
+    """The approved TPM policy of the release in ``slot`` (gateways with a TPM)."""
+    return f"policy_{slot}"
 
 
 class Board(abc.ABC):
@@ -106,6 +111,11 @@ class Board(abc.ABC):
     @abc.abstractmethod
     def sealed_dir(self) -> Path:
         """Where the boot-bound keys lie wrapped, outside the data area (they open it)."""
+
+    # --- TPM (optional) ----------------------------------------------------------
+    @abc.abstractmethod
+    def tpm(self) -> str | None:
+        """How to reach the board's TPM (a TCTI string), powered; None without one."""
 
     # --- measurement register (a PCR: reset at power-on, extend-only) -------
     @abc.abstractmethod

@@ -151,7 +151,10 @@ def _launch(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
                "--flags", "not-need-init,startup-clear"]
     fd = os.open(state_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd)
+        # a session of its own: the chip stays powered when the command that started it
+        # ends (the board's power_off stops it, by the port and pid it keeps in RAM)
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                                start_new_session=True)
     finally:
         os.close(fd)
 
@@ -175,3 +178,34 @@ def start(state_dir: Path) -> SoftwareTpm:
             raise ToolError(f"swtpm on {state_dir} exited with status "
                             f"{process.returncode}{_log_tail(state_dir)}")
     raise ToolError(f"swtpm on {state_dir}: no free ports after {PORT_TRIES} tries")
+
+
+def answering(port: int, pid: int) -> bool:
+    """Whether the chip started earlier (perhaps by another process) still runs."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return _answers(port)
+
+
+def stop_started(port: int, pid: int) -> None:
+    """Stop a chip another process started, knowing only its port and pid."""
+    with contextlib.suppress(OSError), \
+            socket.create_connection((HOST, port + 1), timeout=STOP_TIMEOUT) as ctrl:
+        ctrl.sendall(struct.pack(">I", CMD_SHUTDOWN))
+        ctrl.recv(4)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # ours: reaped
+                return
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(OSError):
+        os.kill(pid, 9)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)

@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgeward.board import bootenv, fuses, mounts
+from edgeward.board import bootenv, fuses, mounts, swtpm
 from edgeward.board.base import PARTITIONS, Board
 from edgeward.errors import FuseError, InputError
 from edgeward.files import (
@@ -114,7 +114,37 @@ class VirtualBoard(Board):
     def power_off(self) -> None:
         if self.data_mount.is_dir():
             mounts.unmount_under(self.data_mount)
+        chip = self._tpm_running()
+        if chip is not None:
+            swtpm.stop_started(*chip)
         shutil.rmtree(self._ram, ignore_errors=True)
+
+    # --- TPM ---------------------------------------------------------------------------
+    @property
+    def tpm_dir(self) -> Path:
+        """The chip's state (a software TPM's): its seeds, NV indices, persistent objects."""
+        return self.root / "tpm"
+
+    def add_tpm(self) -> None:
+        """Solder a TPM on (at the factory): a new chip, with seeds of its own."""
+        swtpm.manufacture(self.tpm_dir)
+
+    def _tpm_running(self) -> tuple[int, int] | None:
+        raw = self.ram_read("tpm")
+        if raw is None:
+            return None
+        port, _, pid = raw.decode().partition(" ")
+        return int(port), int(pid)
+
+    def tpm(self) -> str | None:
+        if not (self.tpm_dir / swtpm.STATE_FILE).is_file():
+            return None
+        chip = self._tpm_running()
+        if chip is None or not swtpm.answering(*chip):
+            started = swtpm.start(self.tpm_dir)  # powered with the board: PCRs reset
+            chip = (started.port, started.process.pid)
+            self.ram_write("tpm", f"{chip[0]} {chip[1]}".encode())
+        return f"swtpm:host={swtpm.HOST},port={chip[0]}"
 
     # --- flash -------------------------------------------------------------------
     def _part(self, partition: str) -> Path:

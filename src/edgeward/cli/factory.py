@@ -68,15 +68,19 @@ def init(directory: Path, model: str, manufacturer: str, os_version: str,
 @click.option("--server", help="Fleet server URL: enrol the gateway there at the factory.")
 @click.option("--server-ca", type=click.Path(dir_okay=False, path_type=Path),
               help="The fleet server's CA certificate (with --server).")
+@click.option("--tpm", is_flag=True,
+              help="The board has a TPM (a software TPM here): seal the /data key in it, "
+                   "under the OS vendor's approvals of its releases, instead of the HUK.")
 @passphrase_option
 @json_option
 def provision(factory_dir: Path, device: Path, serial: str, server: str | None,
-              server_ca: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+              server_ca: Path | None, tpm: bool, passphrase_file: Path | None,
+              as_json: bool) -> None:
     """Make one gateway: burn fuses, flash slot A, device identity, record; enrol it."""
     if (server is None) != (server_ca is None):
         raise UsageError("--server and --server-ca go together")
     result = do_provision(station.open_factory(factory_dir), device, serial,
-                          read_passphrase(passphrase_file), now())
+                          read_passphrase(passphrase_file), now(), tpm)
     enrolled = enrol(device, server, server_ca) if server and server_ca else None
     if as_json:
         emit_json({"serial": result.serial, "device": str(result.device),
@@ -89,5 +93,6 @@ def provision(factory_dir: Path, device: Path, serial: str, server: str | None,
     console.print(f"  certificate sha384 {result.certificate_sha384[:32]}…")
     console.print(f"  fuse hash          {result.fuse_hash[:32]}…")
     console.print(f"  test boot          {result.boot.verdict} (slot {result.boot.slot})")
+    console.print(f"  /data key          sealed {'in the TPM' if tpm else 'under the HUK'}")
     if enrolled is not None:
         console.print(f"  enrolled with {server}: attestation {enrolled}")

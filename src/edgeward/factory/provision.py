@@ -15,13 +15,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeward.board.base import policy_partition
 from edgeward.board.bootenv import BootEnv
 from edgeward.board.virtual import VirtualBoard
 from edgeward.device import credentials, identity, keyring
 from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
 from edgeward.device.boot.chain import boot
 from edgeward.device.boot.report import BootReport
-from edgeward.device.storage import recovery, volume
+from edgeward.device.storage import recovery, sealed, volume
 from edgeward.errors import InputError, ProvisioningError
 from edgeward.factory.record import sign_record
 from edgeward.factory.station import Factory
@@ -48,6 +49,8 @@ class _Images:
     kernel: bytes
     rootfs: Path
     os_security_version: int
+    tpm_policy: bytes
+    kernel_key: keys.PublicKey
 
 
 def escrow_info(serial: str) -> bytes:
@@ -75,7 +78,7 @@ def _check_pair(key: keys.PrivateKey, cert_pem_owner: str, public: keys.PublicKe
         raise ProvisioningError(f"the {cert_pem_owner} key does not match its certificate")
 
 
-def _flash(device: Path, images: _Images) -> tuple[VirtualBoard, keyring.Kek]:
+def _flash(device: Path, images: _Images, tpm: bool) -> tuple[VirtualBoard, keyring.Kek]:
     """Burn and flash a board; seal its data key. Returns the board and its KEK."""
     board = VirtualBoard.create(device)
     board.burn("root_key_hash", images.root_hash)
@@ -86,22 +89,28 @@ def _flash(device: Path, images: _Images) -> tuple[VirtualBoard, keyring.Kek]:
     board.write("bl2", images.bl2)
     board.write("kernel_a", images.kernel)
     board.write("rootfs_a", images.rootfs)
+    board.write(policy_partition("a"), images.tpm_policy)
     board.write_env(BootEnv())
     # the HUK is readable until the first boot locks it
     kek = keyring.derive(board, images.os_security_version)
     volume_key = os.urandom(32)
-    keyring.seal(board, kek, keyring.DATA_VOLUME, volume_key)
+    if tpm:  # sealed in the TPM instead, to the vendor's approvals of its releases
+        board.add_tpm()
+        sealed.seal_volume_key(board, volume_key, images.kernel_key,
+                               images.os_security_version)
+    else:
+        keyring.seal(board, kek, keyring.DATA_VOLUME, volume_key)
     volume.format_volume(board, volume_key)
     recovery.make(board, volume_key)  # escrowed by the agent to the fleet server
     return board, kek
 
 
-def _rehearse(images: _Images, serial: str) -> None:
+def _rehearse(images: _Images, serial: str, tpm: bool) -> None:
     """Provision and boot a scratch board: a release that does not boot burns nothing."""
     with tempfile.TemporaryDirectory(prefix="edgeward-rehearsal-") as tmp:
         scratch = Path(tmp) / "board"
         try:
-            board, kek = _flash(scratch, images)
+            board, kek = _flash(scratch, images, tpm)
             identity.make_key_and_csr(board, kek, serial)
             report = boot(board)
         finally:
@@ -113,7 +122,7 @@ def _rehearse(images: _Images, serial: str) -> None:
 
 
 def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | None,
-              now: dt.datetime) -> Provisioned:
+              now: dt.datetime, tpm: bool = False) -> Provisioned:
     certs.check_serial(serial)
     if factory.record_path(serial).exists():
         raise ProvisioningError(f"serial {serial} was already provisioned by this factory; "
@@ -132,11 +141,13 @@ def provision(factory: Factory, device: Path, serial: str, passphrase: bytes | N
     kernel_image = read_file(release.kernel, "kernel bundle")
     images = _Images(root_hash, verify_bl2(bl2_image, root_hash, 0).security_version,
                      bl2_image, kernel_image, release.rootfs,
-                     peek_kernel_bundle(kernel_image).security_version)
-    _rehearse(images, serial)
+                     peek_kernel_bundle(kernel_image).security_version,
+                     read_file(release.tpm_policy, "approved TPM policy") if tpm else b"",
+                     factory.public_key("kernel"))
+    _rehearse(images, serial, tpm)
 
     # From here on the board is changed for good.
-    board, kek = _flash(device, images)
+    board, kek = _flash(device, images, tpm)
     csr = certs.load_csr(identity.make_key_and_csr(board, kek, serial))
     cert = certs.issue(ca_key, ca_cert, csr, serial, factory.model, now)
     certs.verify_device_cert(cert, [ca_cert], now)

@@ -11,6 +11,7 @@ against the rootfs target's signed SHA-384.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import tempfile
@@ -85,7 +86,9 @@ def build(out: Path, version: str, security_version: int, model: str,
     kernel = osimage.make_kernel_bundle(version, security_version, model, sealed, kernel_key,
                                         cmdline)
     write_atomic(result.kernel, kernel)
+    policy = osimage.write_tpm_policy(result, kernel, kernel_key)
     info: dict[str, Any] = {
+        "tpm_policy": base64.b64encode(policy).decode(),
         "model": model, "version": version, "security_version": security_version,
         "measurements": {COMPONENTS["bl2"]: peek_kernel_bundle(kernel).digest,
                          COMPONENTS["kernel"]: sealed.params.root_hash.hex()},

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgeward.files import write_atomic
 from edgeward.release import rootfs
+from edgeward.trust.bootpolicy import approve_release
 from edgeward.trust.keys import PrivateKey
 from edgeward.trust.manifest import (
     Bl2Manifest,
@@ -17,6 +18,7 @@ from edgeward.trust.manifest import (
     peek_kernel_bundle,
     sign_bl2,
     sign_kernel_bundle,
+    verify_kernel_bundle,
 )
 from edgeward.trust.measurement import COMPONENTS, HEALTHY_OS_STATE
 from edgeward.trust.quote import KnownGood
@@ -73,6 +75,19 @@ class OsRelease:
     def known_good(self) -> Path:
         return self.directory / "known-good.json"
 
+    @property
+    def tpm_policy(self) -> Path:
+        """The approved TPM policy of this release's boot (trust/bootpolicy.py)."""
+        return self.directory / "kernel.tpm-policy"
+
+
+def write_tpm_policy(release: OsRelease, kernel: bytes, kernel_key: PrivateKey) -> bytes:
+    """Approve the boot of ``kernel`` for gateways that seal /data in a TPM."""
+    bundle = verify_kernel_bundle(kernel, (kernel_key.public_key(),), 0)
+    policy = approve_release(kernel_key, bundle).encode()
+    write_atomic(release.tpm_policy, policy)
+    return policy
+
 
 
 
@@ -87,6 +102,7 @@ def build_release(directory: Path, version: str, security_version: int, model: s
     bl2 = make_bl2(version, security_version, model, [kernel_key], root_key)
     write_atomic(release.kernel, kernel)
     write_atomic(release.bl2, bl2)
+    write_tpm_policy(release, kernel, kernel_key)
     known = KnownGood({
         COMPONENTS["rom"]: frozenset({peek_bl2(bl2).digest}),
         COMPONENTS["bl2"]: frozenset({peek_kernel_bundle(kernel).digest}),

@@ -97,7 +97,8 @@ def publish_os(client: ApiClient, ws: Workspace, build: Build, channel: str,
     files: dict[str, tuple[TargetFile, OsTarget | None]] = {}
     kernel = upload_file(client, build.kernel, progress)
     files[kernel_path(model, version)] = (
-        kernel, OsTarget("kernel", model, version, channel, svn, measurements=measured))
+        kernel, OsTarget("kernel", model, version, channel, svn, measurements=measured,
+                         tpm_policy=str(info.get("tpm_policy", ""))))
     rootfs = upload_file(client, build.rootfs, progress)
     files[rootfs_path(model, version)] = (rootfs, OsTarget("rootfs", model, version,
                                                            channel, svn))

@@ -71,6 +71,9 @@ def delta_path(model: str, version: str, base_version: str) -> str:
     return f"{os_dir(model, version)}/rootfs.delta-{check_version(base_version)}.zst"
 
 
+MAX_TPM_POLICY = 4096
+
+
 @dataclass(frozen=True)
 class OsTarget:
     """The custom fields of one OS target, checked."""
@@ -84,6 +87,7 @@ class OsTarget:
     base_sha384: str | None = None
     full: str | None = None  # for a delta: the full rootfs target it rebuilds
     measurements: tuple[tuple[str, str], ...] = ()
+    tpm_policy: str = ""  # a kernel's approved TPM policy (trust/bootpolicy.py), base64
 
     def custom(self) -> dict[str, Any]:
         body: dict[str, Any] = {"kind": self.kind, "model": self.model,
@@ -94,6 +98,8 @@ class OsTarget:
                         full=self.full)
         if self.measurements:
             body["measurements"] = dict(self.measurements)
+        if self.tpm_policy:
+            body["tpm_policy"] = self.tpm_policy
         return {"edgeward": body}
 
 
@@ -127,8 +133,12 @@ def parse_os_target(path: str, custom: dict[str, Any]) -> OsTarget:
         if not isinstance(measurements, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in measurements.items()):
             raise ManifestError(f"target {path}: measurements must map names to digests")
+        policy = body.get("tpm_policy", "")
+        if not isinstance(policy, str) or len(policy) > MAX_TPM_POLICY or (
+                policy and kind != "kernel"):
+            raise ManifestError(f"target {path}: tpm_policy must be a kernel's base64 policy")
         return OsTarget(kind, model, version, channel, svn,
-                        measurements=tuple(sorted(measurements.items())))
+                        measurements=tuple(sorted(measurements.items())), tpm_policy=policy)
     base = text("base_version", VERSION)
     if path != delta_path(model, version, base):
         raise ManifestError(f"target {path}: this delta must be named "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from edgeward.board.base import Board
 from edgeward.device.boot.chain import last_boot
 from edgeward.device.boot.slots import commit as commit_env
+from edgeward.device.storage import sealed
 from edgeward.errors import StateError
 
 
@@ -46,6 +47,7 @@ def burn_counters(board: Board) -> Committed:
     burnt = release_svn > fuses.os_security_version
     if burnt:
         board.advance_security_version(release_svn, "os_security_version")
+        sealed.advance_counter(board, release_svn)  # the TPM's counter follows the fuses
     if by_stage["rom"] > fuses.security_version:  # BL2's own (updated with the factory)
         board.advance_security_version(by_stage["rom"])
         burnt = True

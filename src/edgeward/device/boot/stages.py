@@ -15,8 +15,9 @@ from edgeward.board.fuses import FuseState
 from edgeward.device import keyring
 from edgeward.device.boot.report import BootReport
 from edgeward.device.boot.slots import choose_slot
-from edgeward.device.storage import volume
+from edgeward.device.storage import sealed, volume
 from edgeward.errors import BootRefused, Error
+from edgeward.trust.bootpolicy import FIRMWARE_PCR, OS_PCR
 from edgeward.trust.hashtree import verify_all
 from edgeward.trust.manifest import Bl2Manifest, KernelBundle, verify_bl2, verify_kernel_bundle
 from edgeward.trust.measurement import COMPONENTS, Event, event_digest, os_state_digest
@@ -31,9 +32,12 @@ class Context:
     bl2: Bl2Manifest | None = None
     bundle: KernelBundle | None = None
 
-    def measure(self, event: Event) -> None:
-        """Extend the board's register and keep the event for the log."""
+    def measure(self, event: Event, pcr: int | None = None) -> None:
+        """Extend the board's register (and the TPM's ``pcr``, where there is a TPM) and
+        keep the event for the log."""
         self.board.extend_register(event_digest(event))
+        if pcr is not None:
+            sealed.measure(self.board, pcr, event_digest(event))
         self.report.measure(event)
 
 
@@ -54,7 +58,7 @@ def rom(ctx: Context) -> None:
         raise _refuse("rom", e) from e
     ctx.report.versions["bl2"] = ctx.bl2.version
     ctx.measure(Event("rom", COMPONENTS["rom"], ctx.bl2.digest, ctx.bl2.version,
-                      ctx.bl2.security_version, ctx.bl2.signer))
+                      ctx.bl2.security_version, ctx.bl2.signer), FIRMWARE_PCR)
 
 
 def bl2(ctx: Context) -> None:
@@ -79,7 +83,7 @@ def bl2(ctx: Context) -> None:
                              f"{ctx.bundle.model!r}, this gateway is {ctx.bl2.model!r}")
     ctx.report.versions["kernel"] = ctx.bundle.version
     ctx.measure(Event("bl2", COMPONENTS["bl2"], ctx.bundle.digest, ctx.bundle.version,
-                      ctx.bundle.security_version, ctx.bundle.signer))
+                      ctx.bundle.security_version, ctx.bundle.signer), OS_PCR)
 
 
 VERITY_ROOT = "/dev/dm-0"  # the initrd maps the verity device; only it may be root
@@ -115,7 +119,8 @@ def kernel(ctx: Context) -> None:
             raise _refuse("kernel", f"slot {slot}: {e.message}") from e
     ctx.report.versions["rootfs"] = ctx.bundle.version
     ctx.measure(Event("kernel", COMPONENTS["kernel"], params.root_hash.hex(),
-                      ctx.bundle.version, ctx.bundle.security_version, ctx.bundle.signer))
+                      ctx.bundle.version, ctx.bundle.security_version, ctx.bundle.signer),
+                OS_PCR)
 
 
 def os_stage(ctx: Context) -> None:
@@ -124,6 +129,7 @@ def os_stage(ctx: Context) -> None:
         _open_keys(ctx)
     finally:
         ctx.board.lock_huk()  # close the door behind us, whatever happened
+        sealed.close_door(ctx.board)  # and the TPM's: nothing later unseals again
     assert ctx.bundle is not None
     ctx.measure(Event("os", COMPONENTS["os"],
                       os_state_digest(True, ctx.board.huk_locked(), "unsealed"),
@@ -136,13 +142,20 @@ def _open_keys(ctx: Context) -> None:
                             "a production OS does not run on it")
     assert ctx.bundle is not None
     fused = ctx.fuses.os_security_version
+    in_tpm = sealed.holds_volume_key(ctx.board)
     try:
         kek = keyring.derive(ctx.board, fused)
-        opened = {name: keyring.unseal(ctx.board, kek, name) for name in keyring.BOOT_BOUND}
+        opened = {name: keyring.unseal(ctx.board, kek, name) for name in keyring.BOOT_BOUND
+                  if not (in_tpm and name == keyring.DATA_VOLUME)}
+        if in_tpm:
+            assert ctx.bl2 is not None
+            opened[keyring.DATA_VOLUME] = sealed.unseal_volume_key(
+                ctx.board, ctx.report.slot, ctx.bundle, ctx.bl2.kernel_keys)
         if ctx.bundle.security_version > fused:  # a security update's trial: seal forward
             ahead = keyring.derive(ctx.board, ctx.bundle.security_version)
             for name, secret in opened.items():
-                keyring.seal(ctx.board, ahead, name, secret, replace=True)
+                if not (in_tpm and name == keyring.DATA_VOLUME):  # the TPM needs no reseal
+                    keyring.seal(ctx.board, ahead, name, secret, replace=True)
         keyring.prune(ctx.board, below=fused)
     except Error as e:
         raise _refuse("os", f"the boot-bound keys do not open: {e.message} (not the board "

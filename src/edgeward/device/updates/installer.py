@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from tuf.api.metadata import TargetFile
 
-from edgeward.board.base import Board, kernel_partition, rootfs_partition
+from edgeward.board.base import Board, kernel_partition, policy_partition, rootfs_partition
 from edgeward.board.bootenv import BootEnv, other
 from edgeward.device.boot.slots import stage_try
 from edgeward.device.updates import delta as deltas
@@ -51,6 +53,7 @@ class Plan:
     rootfs: TargetFile
     delta: TargetFile | None
     delta_info: OsTarget | None
+    tpm_policy: bytes = b""  # the vendor's approval of its boot, for gateways with a TPM
 
 
 def model_of(board: Board) -> str:
@@ -80,7 +83,12 @@ def plan(tuf: TufClient, board: Board, version: str, delta_path: str | None) -> 
         delta_info = parse_os_target(delta.path, delta.unrecognized_fields)
         if delta_info.kind != "rootfs-delta" or delta_info.full != rootfs.path:
             delta, delta_info = None, None
-    return Plan(model, version, info.security_version, kernel, rootfs, delta, delta_info)
+    try:
+        policy = base64.b64decode(info.tpm_policy, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise IntegrityError(f"target {kernel.path}: tpm_policy is not base64") from e
+    return Plan(model, version, info.security_version, kernel, rootfs, delta, delta_info,
+                policy)
 
 
 def _fetch(tuf: TufClient, target: TargetFile, dest: Path, progress: Progress,
@@ -136,7 +144,7 @@ def fetch(tuf: TufClient, board: Board, release: Plan, booted_slot: str,
 
 
 def write_and_verify(board: Board, env: BootEnv, kernel: Path, rootfs: Path, version: str,
-                     progress: Progress) -> str:
+                     progress: Progress, tpm_policy: bytes = b"") -> str:
     """Write the slot not holding the committed release, then verify it from flash (and
     that the bundle is the release ``version`` it was published as)."""
     committed = other(env.active) if env.try_boot else env.active
@@ -144,6 +152,7 @@ def write_and_verify(board: Board, env: BootEnv, kernel: Path, rootfs: Path, ver
     progress("writing", 0)
     board.write(kernel_partition(slot), kernel)
     board.write(rootfs_partition(slot), rootfs)
+    board.write(policy_partition(slot), tpm_policy)  # none: a TPM will not open /data on it
     progress("verifying", 0)
     bundle = verify_slot(board, slot)
     if bundle.version != version:

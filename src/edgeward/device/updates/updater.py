@@ -207,7 +207,7 @@ class OsUpdater:
             verified = True
             slot = installer.write_and_verify(
                 self.board, env, kernel, rootfs, version,
-                lambda phase, pct: self.report(st, phase, version, pct))
+                lambda phase, pct: self.report(st, phase, version, pct), release.tpm_policy)
         except SecurityError as e:
             if verified:  # a refusal caused by an attack or a stale mirror is not remembered:
                 st.failed[version] = e.message  # the release installs once it stops
