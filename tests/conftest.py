@@ -104,6 +104,7 @@ def scratch_dir(prefix: str) -> Path:
     """A new directory under /var/tmp, for gateways whose apps' users must reach their data
     area (pytest's temporary directories are 0700); this session's to clean up."""
     where = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    where.chmod(0o755)  # the way to the gateways: apps' users pass it
     SCRATCH.append(where)
     return where
 

@@ -23,15 +23,9 @@ def escrow(board: Board, client: ApiClient) -> bool:
 
 
 def exchange(board: Board, client: ApiClient, say: Callable[[str], None]) -> sync.Applied:
-    """Report the credentials made here, then take the secrets delivered (the server
+    """Take the secrets delivered, then report the credentials made here (the server
     refuses both to a gateway whose attestation is not good: an error, said by the
     caller)."""
-    def report(app: str, name: str, value: str) -> None:
-        client.call("POST", "/v1/gateway/credentials", {"app": app, "name": name,
-                                                        "value": value})
-
-    for made in sync.ensure_credentials(board, report):
-        say(f"credential {made} made for this gateway and reported")
     answer = client.call("GET", "/v1/gateway/secrets")
     delivered = answer.get("secrets", []) if isinstance(answer, dict) else []
     done = sync.apply(board, serial_of(identity.certificate(board)),
@@ -43,4 +37,11 @@ def exchange(board: Board, client: ApiClient, say: Callable[[str], None]) -> syn
             say(f"secret {app}/{name}: {what}")
     for reason in done.refused:
         say(f"a delivered secret was refused: {reason}")
+
+    def report(app: str, name: str, value: str) -> None:
+        client.call("POST", "/v1/gateway/credentials", {"app": app, "name": name,
+                                                        "value": value})
+
+    for made in sync.ensure_credentials(board, report):
+        say(f"credential {made} made for this gateway and reported")
     return done

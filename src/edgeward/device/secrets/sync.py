@@ -26,7 +26,7 @@ from typing import Any
 from edgeward.board.base import Board
 from edgeward.device.apps import store, users
 from edgeward.device.secrets import vault
-from edgeward.errors import Error, InputError
+from edgeward.errors import Error, InputError, StateError
 from edgeward.trust import keys, sealing
 from edgeward.trust.secretbox import secret_info
 from edgeward.trust.targets import check_name
@@ -93,7 +93,11 @@ def ensure_credentials(board: Board, report: Callable[[str, str, str], None]) ->
     done = vault.reported(board)
     try:
         for app in store.installed(board):
-            for name in store.current(board, app).manifest.credentials:
+            try:
+                asked = store.current(board, app).manifest.credentials
+            except StateError:
+                continue  # not mounted again yet after a reboot: at the next round
+            for name in asked:
                 value = vault.read(board, app, vault.CREDENTIALS, name)
                 if value is None:
                     value = random.token_urlsafe(24).encode()
