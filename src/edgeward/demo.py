@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeward import demo_apps, demo_updates
+from edgeward import demo_apps, demo_secrets, demo_updates
 from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.virtual import VirtualBoard
 from edgeward.demo_apps import AppStory
+from edgeward.demo_secrets import SecretStory
 from edgeward.demo_updates import UpdateStory
 from edgeward.device.boot.chain import boot
 from edgeward.errors import Error, StateError
@@ -62,6 +63,7 @@ class DemoResult:
     operator_token: Path | None = None
     updates: UpdateStory | None = None
     apps: AppStory | None = None
+    secrets: SecretStory = field(default_factory=SecretStory)
 
     @property
     def ok(self) -> bool:
@@ -71,7 +73,7 @@ class DemoResult:
                 and len(refused) == 1 and refused[0].attestation_after.startswith("cannot")
                 and len(self.fleet) == len(self.gateways)
                 and self.updates is not None and self.updates.ok
-                and self.apps is not None and self.apps.ok)
+                and self.apps is not None and self.apps.ok and self.secrets.ok)
 
 
 def flip_byte(path: Path, offset: int | None = None) -> int:
@@ -149,10 +151,21 @@ def run(directory: Path, say: Callable[[str], None],
                     say(f"{g.serial}: revoked by the tenant's operator (its boot is refused)")
             result.updates = demo_updates.run(directory, server.url, server_ca, admin, ops,
                                               factory, ws, healthy, say)
-            result.apps = demo_apps.run(directory, admin, ops, ws, server.url, healthy, say)
+            result.apps = demo_apps.run(directory, admin, ops, ws, server.url, healthy, say,
+                                        result.secrets)
+            demo_secrets.recover(result.secrets, ops, directory / "gateways" / TAMPERED, say)
         if hold is not None:
             hold(result)
+    power_off(directory)
     return result
+
+
+def power_off(directory: Path) -> None:
+    """The story told: every gateway off (data areas locked, loop devices released)."""
+    for serial in SERIALS:
+        device = directory / "gateways" / serial
+        if (device / "fuses.bin").exists():
+            VirtualBoard.open(device).power_off()
 
 
 def reachable(directory: Path) -> None:

@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeward import demo_secrets
 from edgeward.api_client import ApiClient
 from edgeward.board.virtual import VirtualBoard
+from edgeward.demo_secrets import SecretStory
+from edgeward.device import identity
 from edgeward.device.agent import Agent, AgentSettings
 from edgeward.device.apps import cgroups, profile, store
 from edgeward.errors import ToolError
@@ -49,17 +52,21 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 MINIBAR = r'''#!/usr/bin/python3
 import os, socket, sys, time
 port = int(sys.argv[1])
-with open(os.path.join(os.environ["EDGEWARD_DATA"], "secret.txt"), "w") as f:
-    f.write("minibar billing key\n")
+key_file = os.path.join(os.environ.get("EDGEWARD_SECRETS", "/run/secrets"), "billing-key")
 while True:
+    try:
+        with open(key_file) as f:  # delivered by the fleet server, for this app only
+            key = f.read().strip()
+    except OSError:
+        key = ""  # not delivered (yet): the cloud will not take its reports as signed
     with socket.create_connection(("127.0.0.1", port), 3) as s:
-        s.sendall(b"stock: 4 water, 2 wine\n")
+        s.sendall(f"key={key} stock: 4 water, 2 wine\n".encode())
     time.sleep(1)
 '''
 HVAC = r'''#!/usr/bin/python3
 import ctypes, os, socket, subprocess, sys, time
 port = int(sys.argv[1])
-neighbour = os.environ["EDGEWARD_DATA"].replace("/hvac/", "/minibar/") + "/secret.txt"
+neighbour = os.environ["EDGEWARD_DATA"].replace("/hvac/data", "/minibar/secrets/billing-key")
 libc = ctypes.CDLL(None, use_errno=True)
 def attempt(what):
     try:
@@ -107,12 +114,14 @@ class AppStory:
 
 
 class Cloud:
-    """A vendor's cloud: a listener on the loopback counting what it is sent."""
+    """A vendor's cloud: a listener on the loopback counting what it is sent (and what
+    came signed in with ``key``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: str = "") -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
-        self.received = 0
+        self.received = self.signed = 0
+        self.key = f"key={key} ".encode() if key else b"\0"
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -127,8 +136,10 @@ class Cloud:
                 conn, _ = self.sock.accept()
                 with conn:
                     conn.settimeout(2)
-                    if conn.recv(100):
+                    data = conn.recv(200)
+                    if data:
                         self.received += 1
+                        self.signed += data.startswith(self.key)
 
     def close(self) -> None:
         self.stop.set()
@@ -200,11 +211,13 @@ def _remove_apps(device: Path) -> None:
 
 
 def run(directory: Path, admin: ApiClient, ops: ApiClient, ws: Workspace, url: str,
-        devices: list[Path], say: Callable[[str], None]) -> AppStory:
-    """``devices``: the healthy gateways (the first runs both apps, the second learns)."""
+        devices: list[Path], say: Callable[[str], None], secret: SecretStory) -> AppStory:
+    """``devices``: the healthy gateways (the first runs both apps, the second learns);
+    ``secret``: the fourth part's story, told on the first (demo_secrets.py)."""
     story = AppStory(devices[0].name, lab=devices[1].name)
     now = dt.datetime.now(dt.UTC)
-    minibar_cloud, hvac_cloud = Cloud(), Cloud()
+    billing_key = demo_secrets.new_billing_key()
+    minibar_cloud, hvac_cloud = Cloud(billing_key), Cloud()
     with contextlib.ExitStack() as stack:
         stack.callback(minibar_cloud.close)
         stack.callback(hvac_cloud.close)
@@ -230,6 +243,8 @@ def run(directory: Path, admin: ApiClient, ops: ApiClient, ws: Workspace, url: s
                  {"publisher": "coolair", "version": "1.0", "grants": ["network"]})
         say(f"apps: the hotel assigned minibar (acme) and hvac (coolair) to {gw}; hvac asks "
             "for network-manager too, and is not granted it")
+        secret.gateway = gw
+        secret.secret_version = demo_secrets.store_secret(ops, billing_key, say)
         stack.callback(_remove_apps, devices[0])
         with _agent(devices[0], url, bus):
             time.sleep(RUN_FOR)
@@ -245,6 +260,14 @@ def run(directory: Path, admin: ApiClient, ops: ApiClient, ws: Workspace, url: s
             say(f"  hvac refused and reported: {line}")
         say(f"  minibar: {len(story.events['minibar'])} events, "
             f"{story.reports['minibar']} stock reports reached its cloud meanwhile")
+        secret.signed_in = minibar_cloud.signed
+        say(f"  minibar read its {demo_secrets.SECRET_NAME} in its sandbox and signed "
+            f"{minibar_cloud.signed} of them with it")
+        certificate = identity.cert_path(VirtualBoard.open(devices[0])).read_text()
+        demo_secrets.stolen_flash(secret, devices[0], {
+            "minibar's billing key": billing_key.encode(),
+            "minibar's code": b"stock: 4 water", "hvac's code": b"198.51.100.7",
+            "the gateway's certificate": certificate.splitlines()[1].encode()}, say)
 
         ops.call("POST", "/v1/groups", {"name": "lab"})
         ops.call("POST", "/v1/groups/lab/gateways", {"serial": lab})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeward.board import mounts
 from tests.conftest import require_tool, scratch_dir
 
 HEX_NONCE = "ab" * 32
@@ -202,13 +203,20 @@ def test_demo_tells_the_story(reachable: Path) -> None:
     assert "system call mount denied (seccomp)" in whats
     assert any("NetworkManager" in w and "dbus-proxy" in w for w in whats)
     assert any(w.startswith("connect 198.51.100.7:443 denied (egress)") for w in whats)
-    assert any("minibar/data/secret.txt" in w for w in whats)  # the nosy neighbour
+    assert any("minibar/secrets/billing-key" in w for w in whats)  # the nosy neighbour
     assert apps["events"]["minibar"] == [] and apps["reports"]["minibar"] > 3
     assert {"network", "network-manager"} <= set(apps["profile"]["interfaces"])
+    kept = summary["secrets"]  # the delivered secret used, the stolen flash unreadable
+    assert kept["signed_in"] > 0 and kept["secret_version"] == 1
+    assert kept["flash_bytes"] > 1 << 20 and len(kept["markers"]) == 4 and not kept["found"]
+    assert kept["rebooted_unlocked"] and kept["recovered"] == "gw-0005"
+    assert kept["recovery_audited"]
+    assert not mounts.mounts_under(reachable / "demo")  # every gateway off at the end
     human = edgeward("demo", "--dir", reachable / "again")
     assert "summary" in human.stdout and "refused" in human.stdout
     assert "signed updates" in human.stdout and "rolled-back" in human.stdout
     assert "apps on gw-0001" in human.stdout and "complain mode" in human.stdout
+    assert "plaintexts in the stolen flash" in human.stdout
 
 
 def test_the_demo_refuses_a_directory_app_users_cannot_reach(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from edgeward.cli.common import json_option
 from edgeward.cli.output import console, emit_json, err_console
 from edgeward.demo import DemoResult, run
 from edgeward.demo_apps import AppStory
+from edgeward.demo_secrets import SecretStory
 from edgeward.demo_updates import UpdateStory
 from edgeward.errors import StateError
 
@@ -47,7 +48,8 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
         emit_json({"directory": str(directory), "ok": result.ok, "server": result.server,
                    "gateways": [g.to_dict() for g in result.gateways], "fleet": result.fleet,
                    "updates": result.updates.to_dict() if result.updates else None,
-                   "apps": result.apps.to_dict() if result.apps else None})
+                   "apps": result.apps.to_dict() if result.apps else None,
+                   "secrets": result.secrets.to_dict()})
     else:
         table = Table(title="edgeward demo: summary")
         for column in ("gateway", "first boot", "attestation", "boot after tamper",
@@ -72,6 +74,7 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
             _print_updates(result.updates)
         if result.apps is not None:
             _print_apps(result.apps)
+        _print_secrets(result.secrets)
         console.print(f"dashboard was at {result.server}/ (sign in with the token in "
                       f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
         console.print(f"files kept in {directory} (server data in {directory / 'server'})")
@@ -97,6 +100,24 @@ def _print_updates(story: UpdateStory) -> None:
     console.print(f"rollout of {story.patch.version}: {story.patch.rollout.get('state')}; "
                   f"of {story.bad.version}: {story.bad.rollout.get('state')} "
                   f"({story.bad.rollout.get('halted_reason') or '-'})")
+
+
+def _print_secrets(story: SecretStory) -> None:
+    ok, bad = "[green]yes[/]", "[red]no[/]"
+    table = Table(title=f"encryption at rest and secrets on {story.gateway}")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_row("minibar signed in with the key the server delivered",
+                  f"{story.signed_in} reports" if story.signed_in else bad)
+    table.add_row(f"plaintexts in the stolen flash ({story.flash_bytes >> 20} MiB of data)",
+                  f"[red]{', '.join(story.found)}[/]" if story.found else
+                  f"[green]none of {len(story.markers)}[/]")
+    table.add_row("data area unlocked at the next boot, without a human",
+                  ok if story.rebooted_unlocked else bad)
+    table.add_row("a gateway that no longer boots, opened with its escrowed recovery key",
+                  f"{story.recovered} (fetch audited: {story.recovery_audited})"
+                  if story.recovered else bad)
+    console.print(table)
 
 
 def _print_apps(story: AppStory) -> None:
