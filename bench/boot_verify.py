@@ -120,7 +120,10 @@ def boot_chain(tmp: Path, sealed: SealedRootfs, repeat: int) -> dict[str, Any]:
         if report.verdict != "booted":
             raise RuntimeError(f"boot refused at {report.refused_stage}: {report.reason}")
 
-    return timed(one, repeat)
+    try:
+        return timed(one, repeat)
+    finally:
+        board.power_off()  # its data area is mounted: unmounted before the temp dir goes
 
 
 def cpu_model() -> str:

@@ -57,4 +57,8 @@ def world(tmp: Path) -> Iterator[World]:
     its server runs in this process (its own threads) until the block ends."""
     make(tmp, "Bench Gateways Ltd")
     with serve(tmp) as running:
-        yield running
+        try:
+            yield running
+        finally:
+            for board in running.boards.values():
+                board.power_off()  # data areas unmounted before the temp dir goes

@@ -86,6 +86,7 @@ class Agent:
             raise StateError("the agent runs after a verified boot: boot the device first")
         self.boot = boot
         self.apps: AppRuntime | None = None
+        self.secrets_stamp: object = None  # what the server last said of this gateway's
         if not server_ca_path(board).exists():
             raise InputError("no server CA known: pass --server-ca the first time")
 
@@ -236,9 +237,13 @@ class Agent:
                  + (f": {answer['reason']}" if answer.get("reason") else ""))
         return self.state.attestation
 
-    def secrets(self, client: ApiClient) -> None:
-        """Escrow the recovery key (once); while attested, report credentials and take the
-        secrets delivered. An app whose secrets changed restarts to read them."""
+    def secrets(self, client: ApiClient, stamp: object = None) -> None:
+        """Escrow the recovery key (once); while attested, take the secrets delivered and
+        report the credentials made here. An app whose secrets changed restarts to read
+        them. ``stamp``: the heartbeat's word for the gateway's secrets (a new one is a
+        rotation or a revocation, taken at once; none yet: taken with the attestation)."""
+        if stamp is not None and stamp == self.secrets_stamp:
+            return
         try:
             if exchange.escrow(self.board, client):
                 self.say("recovery key escrowed to the fleet server")
@@ -250,6 +255,8 @@ class Agent:
         except Error as e:
             self.say(f"secrets: {e.message}")
             return
+        if stamp is not None:
+            self.secrets_stamp = stamp  # taken: nothing more until it changes
         if done.apps and self.apps is not None:
             self.apps.supervisor.restart(done.apps)
 
@@ -289,7 +296,7 @@ class Agent:
                         self.attest(client)
                         self.secrets(client)
                         next_attest = clock + self.settings.attest_every
-                    self.heartbeat(client)
+                    self.secrets(client, self.heartbeat(client).get("secrets"))
                     if self.settings.update_every and clock >= next_update:
                         next_update = clock + self.settings.update_every
                         self.check_updates()

@@ -42,6 +42,7 @@ def exchange(board: Board, client: ApiClient, say: Callable[[str], None]) -> syn
         client.call("POST", "/v1/gateway/credentials", {"app": app, "name": name,
                                                         "value": value})
 
-    for made in sync.ensure_credentials(board, report):
-        say(f"credential {made} made for this gateway and reported")
+    done.made = sync.ensure_credentials(board, report)
+    for app, name in done.made:
+        say(f"credential {app}/{name} made for this gateway and reported")
     return done

@@ -38,10 +38,12 @@ class Applied:
     rotated: list[tuple[str, str]] = field(default_factory=list)
     revoked: list[tuple[str, str]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # what did not open: said, not fatal
+    made: list[tuple[str, str]] = field(default_factory=list)  # credentials made here
 
     @property
     def apps(self) -> set[str]:
-        return {app for app, _ in (*self.added, *self.rotated, *self.revoked)}
+        """The apps to restart: their secrets or credentials changed."""
+        return {app for app, _ in (*self.added, *self.rotated, *self.revoked, *self.made)}
 
 
 def _entry(item: Any) -> tuple[str, str, int, bytes]:
@@ -86,9 +88,10 @@ def apply(board: Board, serial: str, key: keys.PrivateKey, delivered: list[Any])
     return done
 
 
-def ensure_credentials(board: Board, report: Callable[[str, str, str], None]) -> list[str]:
+def ensure_credentials(board: Board, report: Callable[[str, str, str], None]
+                       ) -> list[tuple[str, str]]:
     """Make what the installed apps' manifests ask for and is not yet made; report each
-    to the server until it took it. Returns ``app/name`` of those made now."""
+    to the server until it took it. Returns (app, name) of those made now."""
     made = []
     done = vault.reported(board)
     try:
@@ -103,7 +106,7 @@ def ensure_credentials(board: Board, report: Callable[[str, str, str], None]) ->
                     value = random.token_urlsafe(24).encode()
                     vault.put(board, app, users.user_for(board, app), vault.CREDENTIALS,
                               name, value)
-                    made.append(f"{app}/{name}")
+                    made.append((app, name))
                 if f"{app}/{name}" not in done:
                     report(app, name, value.decode())
                     done.add(f"{app}/{name}")
