@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
 from edgeward.device import identity
 from edgeward.errors import IntegrityError
+from edgeward.server.services import secretstore
 from edgeward.trust import sealing
 from edgeward.trust.secretbox import secret_info
 from tests.server.harness import Fleet, attest_once
@@ -270,3 +272,19 @@ def test_malformed_requests_get_clean_errors(fleet: Fleet) -> None:
         assert gw.get("/v1/secrets").status_code == 401
     with t.as_("hotels/ops") as ops:  # ... nor an operator the gateways'
         assert ops.get("/v1/gateway/secrets").status_code == 401
+
+
+def test_a_tenant_holds_a_bounded_number_of_secrets(fleet: Fleet,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    t = tenants(fleet, attest=("gw-1",))
+    monkeypatch.setattr(secretstore, "MAX_SECRETS", 2)  # what one delivery carries at most
+    t.put("hotels/ops", "minibar", "a", "1")
+    t.put("hotels/ops", "minibar", "b", "2")
+    full = t.put("hotels/ops", "minibar", "c", "3", status=409)
+    assert "holds 2 secrets" in full["error"]
+    assert t.put("hotels/ops", "minibar", "a", "1-again")["version"] == 2  # rotating is fine
+    t.put("other/ops", "minibar", "c", "another tenant's count")
+    with t.as_("hotels/ops") as ops:
+        assert ops.delete("/v1/secrets/minibar/b").is_success
+    assert t.put("hotels/ops", "minibar", "c", "3")["version"] == 1
+    assert set(t.delivered("gw-1")) == {"minibar/a", "minibar/c"}

@@ -30,13 +30,14 @@ T = TypeVar("T")
 
 
 class RecoveryKeyReport(Body):
-    recovery_key: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$")
+    recovery_key: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$",
+                              repr=False)
 
 
 class CredentialReport(Body):
     app: Name
     name: Name
-    value: str = Field(min_length=1, max_length=secretstore.MAX_VALUE)
+    value: str = Field(min_length=1, max_length=secretstore.MAX_VALUE, repr=False)
 
     _small = field_validator("value")(small)
 
@@ -53,7 +54,7 @@ class CredentialStored(Body):
 
 class RecoveryKey(Body):
     gateway: str
-    recovery_key: str
+    recovery_key: str = Field(repr=False)
     escrowed_at: str | None
 
 
@@ -65,7 +66,7 @@ class CredentialListed(Body):
 
 class Credential(CredentialListed):
     gateway: str
-    value: str
+    value: str = Field(repr=False)
 
 
 # -- gateways (mutual TLS) --------------------------------------------------------------

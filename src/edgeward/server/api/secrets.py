@@ -33,7 +33,7 @@ def small(value: str) -> str:
 
 
 class SecretValue(Body):
-    value: str = Field(min_length=1, max_length=secretstore.MAX_VALUE)
+    value: str = Field(min_length=1, max_length=secretstore.MAX_VALUE, repr=False)
     group: Name | None = None
 
     _small = field_validator("value")(small)

@@ -45,7 +45,8 @@ def _find(session: Session, gateway: Gateway, app: str, name: str, lock: bool = 
 def report(session: Session, master: bytes, gateway: Gateway, app: str, name: str,
            value: bytes, now: dt.datetime) -> Outcome:
     """Keep a credential the gateway made: "stored", "unchanged" or "replaced"."""
-    check_name("app", app), check_name("credential", name)
+    check_name("app", app)
+    check_name("credential", name)
     tenant_id = gateway.tenant_id or keystore.platform_tenant(session)
     key = keystore.tenant_key(session, master, tenant_id, now)
     owner = keystore.tenant_owner(tenant_id)

@@ -18,10 +18,10 @@ import datetime as dt
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from edgeward.errors import InputError, NotFound
+from edgeward.errors import Conflict, InputError, NotFound
 from edgeward.server.db.models import AuditEvent, Gateway, GatewayGroup, TenantSecret
 from edgeward.server.services import alerts, audit, groups, keystore, registry
 from edgeward.server.services.authz import Action, Principal, authorize
@@ -30,6 +30,7 @@ from edgeward.trust import certs, sealing, vault
 from edgeward.trust.secretbox import secret_info
 
 MAX_VALUE = 64 * 1024  # bytes of a secret's value
+MAX_SECRETS = 256  # current secrets per tenant: a gateway receives them all at once
 REFUSED = "gateway.secrets-refused"
 
 
@@ -63,11 +64,20 @@ def put(session: Session, principal: Principal, master: bytes, app: str, name: s
         group: str | None, value: bytes, now: dt.datetime) -> TenantSecret:
     """Set a secret of the principal's tenant: a new version of it."""
     authorize(principal, Action.SECRET_MANAGE)
-    check_name("app", app), check_name("secret", name), check_value(value)
+    check_name("app", app)
+    check_name("secret", name)
+    check_value(value)
     found = _group(session, principal, group)
     scope = found.name if found else ""
     key = keystore.tenant_key(session, master, principal.tenant_id, now)
     row = _current(session, principal.tenant_id, app, scope, name, lock=True)
+    if row is None or row.revoked_at is not None:
+        held = session.execute(select(func.count()).select_from(TenantSecret).where(
+            TenantSecret.tenant_id == principal.tenant_id,
+            TenantSecret.revoked_at.is_(None))).scalar_one()
+        if held >= MAX_SECRETS:
+            raise Conflict(f"tenant {principal.tenant} holds {held} secrets, the most it "
+                           "may: revoke some first")
     version = 1 if row is None else row.version + 1
     ciphertext = vault.encrypt(key, value, vault.secret_binding(
         principal.tenant_id, app, scope or None, name, version))
@@ -86,7 +96,8 @@ def revoke(session: Session, principal: Principal, app: str, name: str, group: s
            now: dt.datetime) -> TenantSecret:
     """Revoke a secret: its value is erased and no gateway gets it any more."""
     authorize(principal, Action.SECRET_MANAGE)
-    check_name("app", app), check_name("secret", name)
+    check_name("app", app)
+    check_name("secret", name)
     found = _group(session, principal, group)
     row = _current(session, principal.tenant_id, app, found.name if found else "", name,
                    lock=True)
