@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from edgeward.errors import NotFound, PermissionDenied
 from edgeward.server.api import deps
 from edgeward.server.api.models import Name, Serial
-from edgeward.server.api.secrets import small
+from edgeward.server.api.secrets import Hiding, small
 from edgeward.server.api.updates import Body
 from edgeward.server.services import credentials, escrow, registry, secretstore
 from edgeward.server.services.authz import Action, Principal
@@ -29,15 +29,16 @@ router = APIRouter()
 T = TypeVar("T")
 
 
-class RecoveryKeyReport(Body):
-    recovery_key: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$",
-                              repr=False)
+class RecoveryKeyReport(Hiding):
+    HIDDEN = frozenset({"recovery_key"})
+
+    recovery_key: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
-class CredentialReport(Body):
+class CredentialReport(Hiding):
     app: Name
     name: Name
-    value: str = Field(min_length=1, max_length=secretstore.MAX_VALUE, repr=False)
+    value: str = Field(min_length=1, max_length=secretstore.MAX_VALUE)
 
     _small = field_validator("value")(small)
 
@@ -52,9 +53,11 @@ class CredentialStored(Body):
     outcome: credentials.Outcome
 
 
-class RecoveryKey(Body):
+class RecoveryKey(Hiding):
+    HIDDEN = frozenset({"recovery_key"})
+
     gateway: str
-    recovery_key: str = Field(repr=False)
+    recovery_key: str
     escrowed_at: str | None
 
 
@@ -64,9 +67,9 @@ class CredentialListed(Body):
     reported_at: str | None
 
 
-class Credential(CredentialListed):
+class Credential(Hiding, CredentialListed):
     gateway: str
-    value: str = Field(repr=False)
+    value: str
 
 
 # -- gateways (mutual TLS) --------------------------------------------------------------

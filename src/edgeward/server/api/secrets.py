@@ -3,7 +3,8 @@ gateway whose last attestation is good receives its own, sealed to its certifica
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field, field_validator
@@ -32,8 +33,18 @@ def small(value: str) -> str:
     return value
 
 
-class SecretValue(Body):
-    value: str = Field(min_length=1, max_length=secretstore.MAX_VALUE, repr=False)
+class Hiding(Body):
+    """A body that carries a secret: its repr (a traceback's, a log's) hides ``HIDDEN``."""
+
+    HIDDEN: ClassVar[frozenset[str]] = frozenset({"value"})
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, "<hidden>" if name in self.HIDDEN else value
+
+
+class SecretValue(Hiding):
+    value: str = Field(min_length=1, max_length=secretstore.MAX_VALUE)
     group: Name | None = None
 
     _small = field_validator("value")(small)
