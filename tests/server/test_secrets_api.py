@@ -288,3 +288,36 @@ def test_a_tenant_holds_a_bounded_number_of_secrets(fleet: Fleet,
         assert ops.delete("/v1/secrets/minibar/b").is_success
     assert t.put("hotels/ops", "minibar", "c", "3")["version"] == 1
     assert set(t.delivered("gw-1")) == {"minibar/a", "minibar/c"}
+
+
+def test_the_heartbeat_says_when_a_gateways_secrets_changed(fleet: Fleet) -> None:
+    t = tenants(fleet)
+
+    def stamp(serial: str = "gw-1") -> str:
+        with fleet.gateway(serial) as gw:
+            answer = gw.post("/v1/gateway/heartbeat", json={
+                "slot": "a", "boot_id": "ab" * 16,
+                "versions": {"bl2": "1.0.0", "kernel": "1.0.0", "rootfs": "1.0.0"}})
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["secrets"])
+
+    seen = [stamp()]
+    assert stamp() == seen[-1]  # nothing changed, nothing to fetch
+    t.put("hotels/ops", "minibar", "pw", "v1")
+    seen.append(stamp())
+    t.put("hotels/ops", "minibar", "pw", "v2")  # rotated
+    seen.append(stamp())
+    with t.as_("hotels/ops") as ops:
+        assert ops.post("/v1/groups", json={"name": "lobby"}).status_code == 201
+    t.put("hotels/ops", "minibar", "pw", "lobby", group="lobby")
+    assert stamp() == seen[-1]  # gw-1 is not in lobby: its secrets did not change
+    with t.as_("hotels/ops") as ops:
+        assert ops.post("/v1/groups/lobby/gateways", json={"serial": "gw-1"}).is_success
+    seen.append(stamp())
+    with t.as_("hotels/ops") as ops:
+        assert ops.delete("/v1/secrets/minibar/pw?group=lobby").is_success
+    assert stamp() == seen[-2]  # back to what it had
+    with t.as_("hotels/ops") as ops:
+        assert ops.delete("/v1/secrets/minibar/pw").is_success
+    assert stamp() == seen[0]
+    assert len(set(seen)) == len(seen) and stamp("gw-2") == seen[0]

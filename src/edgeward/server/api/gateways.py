@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from edgeward.errors import Conflict
 from edgeward.server.api import deps
 from edgeward.server.api.models import EnrolRequest, HeartbeatRequest, QuoteRequest
-from edgeward.server.services import attestation, registry
+from edgeward.server.services import attestation, registry, secretstore
 from edgeward.server.state import state_of
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
@@ -67,4 +67,6 @@ def heartbeat(body: HeartbeatRequest, request: Request) -> dict[str, Any]:
         registry.heartbeat(session, gateway, body.slot,
                            {str(k): v for k, v in body.versions.items()}, body.boot_id,
                            state.clock())
-        return registry.describe(gateway, state.clock())
+        # "secrets": changes when the gateway's secrets do (the agent then fetches them)
+        return {**registry.describe(gateway, state.clock()),
+                "secrets": secretstore.stamp(session, gateway)}

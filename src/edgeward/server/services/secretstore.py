@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 from typing import Any
 
 from cryptography import x509
@@ -160,6 +161,16 @@ def current_for(session: Session, gateway: Gateway) -> list[TenantSecret]:
         if known is None or (row.scope and not known.scope):
             chosen[(row.app, row.name)] = row
     return [chosen[k] for k in sorted(chosen)]
+
+
+def stamp(session: Session, gateway: Gateway) -> str:
+    """A word for what the gateway would receive (app, name, group and version of each):
+    it changes with every set, rotation, revocation or change of group or tenant, so the
+    agent asks for its secrets when it does (the heartbeat carries it). No value in it."""
+    digest = hashlib.sha256(b"edgeward secrets stamp v1")
+    for row in current_for(session, gateway):
+        digest.update(f"\x00{row.app}\x00{row.name}\x00{row.scope}\x00{row.version}".encode())
+    return digest.hexdigest()[:32]
 
 
 def deliver(session: Session, master: bytes, gateway: Gateway, cert: x509.Certificate,
