@@ -18,6 +18,7 @@ from edgeward.board.base import policy_partition
 from edgeward.board.virtual import VirtualBoard
 from edgeward.device import keyring
 from edgeward.device.boot.chain import boot
+from edgeward.device.status import status
 from edgeward.device.storage import sealed, volume
 from edgeward.device.storage.tpm import Tpm
 from edgeward.errors import Error
@@ -58,6 +59,7 @@ def test_the_key_is_in_the_tpm_and_a_verified_boot_opens_it(tpm_gateway: Virtual
         assert volume.unlocked(tpm_gateway)
         (tpm_gateway.data_dir / "note").write_text("kept")
     assert volume.describe(tpm_gateway)["encryption"].startswith("fscrypt v2")
+    assert status(tpm_gateway)["data_area"]["key_sealed"] == "in the TPM"
 
 
 def test_nothing_later_in_the_boot_unseals_again(tpm_gateway: VirtualBoard) -> None:

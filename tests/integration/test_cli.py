@@ -56,7 +56,7 @@ def test_attest_and_verify_from_the_cli(fleet: Path, tmp_path: Path) -> None:
     out = json.loads(edgeward("device", "attest", "--device", fleet / "c-2", "--nonce",
                               HEX_NONCE, "--out", tmp_path / "q.json", "--json").stdout)
     assert out["serial"] == "c-2" and out["nonce"] == HEX_NONCE
-    common = ["--cert", fleet / "c-2/flash/data/identity/device.pem",
+    common = ["--cert", fleet / "c-2/data/system/identity/device.pem",
               "--ca", fleet / "factory/ca.pem",
               "--known-good", fleet / "factory/release/known-good.json"]
     verdict = json.loads(edgeward("attestation", "verify", "--quote", tmp_path / "q.json",
@@ -68,7 +68,7 @@ def test_attest_and_verify_from_the_cli(fleet: Path, tmp_path: Path) -> None:
     assert "Traceback" not in stale.stderr
     wrong_cert = edgeward("attestation", "verify", "--quote", tmp_path / "q.json",
                           "--nonce", HEX_NONCE, "--cert",
-                          fleet / "c-1/flash/data/identity/device.pem",
+                          fleet / "c-1/data/system/identity/device.pem",
                           *common[2:], ok=False)
     assert wrong_cert.returncode == 4
 
@@ -101,10 +101,15 @@ def test_status_json_never_shows_the_huk(fleet: Path) -> None:
     raw = edgeward("device", "status", "--device", fleet / "c-1", "--json").stdout
     assert huk not in raw
     info = json.loads(raw)
-    assert info["serial"] == "c-1" and info["model"] == "ew-gw1"
+    assert info["serial"] is None  # powered on, not booted: the data area is locked
+    assert info["data_area"]["unlocked"] is False
     assert info["fuses"]["debug_disable"] is True
     assert info["slots"]["a"].startswith("1.0.0") and info["slots"]["b"] is None
     assert info["fuses"]["huk_burnt"] is True
+    edgeward("device", "boot", "--device", fleet / "c-1")
+    info = json.loads(edgeward("device", "status", "--device", fleet / "c-1", "--json").stdout)
+    assert info["serial"] == "c-1" and info["model"] == "ew-gw1"
+    assert info["data_area"]["unlocked"] is True
 
 
 def test_refusals_are_one_clear_line_with_their_exit_codes(fleet: Path, tmp_path: Path) -> None:
@@ -228,7 +233,7 @@ def test_a_device_certificate_is_no_trust_anchor(fleet: Path, tmp_path: Path) ->
     edgeward("device", "boot", "--device", fleet / "c-1")
     edgeward("device", "attest", "--device", fleet / "c-1", "--nonce", HEX_NONCE,
              "--out", tmp_path / "q.json")
-    cert = fleet / "c-1/flash/data/identity/device.pem"
+    cert = fleet / "c-1/data/system/identity/device.pem"
     result = edgeward("attestation", "verify", "--quote", tmp_path / "q.json", "--nonce",
                       HEX_NONCE, "--cert", cert, "--ca", cert, "--known-good",
                       fleet / "factory/release/known-good.json", ok=False)

@@ -77,7 +77,7 @@ def test_publish_promote_rotate_and_update_from_the_cli(tmp_path: Path,
                  "stable", env=env)
         done = update()  # the gateway walks root v1 -> v5 and takes the new release
         assert done["action"] == "committed" and done["version"] == "1.2.0"
-        tuf_cache = device / "flash" / "data" / "edgeward" / "tuf" / "root_history"
+        tuf_cache = device / "data" / "system" / "edgeward" / "tuf" / "root_history"
         assert (tuf_cache / "5.root.json").exists()
 
         refused = edgeward("device", "update", "--device", device, "--server", server.url,

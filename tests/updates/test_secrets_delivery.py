@@ -158,3 +158,7 @@ def test_the_escrowed_recovery_key_opens_a_gateway_that_no_longer_boots(
     assert (board.data_dir / "note").read_text() == "the hotel's data"
     status = ops.json("device", "status", "--device", str(board.root))
     assert status["data_area"]["unlocked"] is True
+    assert status["data_area"]["recovery_key"] == "escrowed"
+    assert status["data_area"]["key_sealed"] == "under the HUK"
+    said = ops("device", "status", "--device", str(board.root)).stdout
+    assert "data area: unlocked (fscrypt v2" in " ".join(said.split())

@@ -14,7 +14,7 @@ from edgeward.cli.common import device_option, json_option
 from edgeward.cli.device_apps import apps
 from edgeward.cli.output import byte_progress, console, emit_json, err_console
 from edgeward.device import attest as attest_mod
-from edgeward.device.agent import Agent, AgentSettings, remember_server_ca
+from edgeward.device.agent import Agent, AgentSettings, remember_server_ca, verified_boot
 from edgeward.device.apps.runtime import SYSTEM_BUS
 from edgeward.device.boot.chain import boot as run_boot
 from edgeward.device.boot.commit import commit_booted_slot
@@ -119,7 +119,8 @@ def _print_status(info: dict[str, Any]) -> None:
         console.print("  data area: [red]missing[/]")
     elif data["unlocked"]:
         console.print(f"  data area: unlocked ({data['encryption']}), "
-                      f"{len(data['app_folders'])} app folder(s), each under its own key")
+                      f"{len(data['app_folders'])} app folder(s), each under its own key; "
+                      f"key sealed {data['key_sealed']}; recovery key {data['recovery_key']}")
     else:
         console.print("  data area: locked (only a verified boot or the recovery key "
                       "opens it)")
@@ -190,6 +191,7 @@ def agent(device: Path, server: str, server_ca: Path | None, interval: float, on
     group is assigned, run their daemons confined and report every denial; retry while
     the server is away."""
     board = VirtualBoard.open(device)
+    verified_boot(board)
     if server_ca is not None:
         remember_server_ca(board, server_ca)
     say = (lambda _: None) if as_json else (lambda m: err_console.print(f"agent: {m}"))

@@ -60,6 +60,15 @@ class AgentState:
     updates: list[dict[str, str]] = field(default_factory=list)
 
 
+def verified_boot(board: Board) -> dict[str, Any]:
+    """This power cycle's boot, if it verified (the agent runs after one, and only then
+    is the data area open)."""
+    boot = last_boot(board)
+    if boot is None or boot["verdict"] != "booted":
+        raise StateError("the agent runs after a verified boot: boot the device first")
+    return boot
+
+
 def server_ca_path(board: Board) -> Path:
     return board.data_dir / "server" / SERVER_CA
 
@@ -81,10 +90,7 @@ class Agent:
         self.state = AgentState()
         self.stop = threading.Event()
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
-        boot = last_boot(board)
-        if boot is None or boot["verdict"] != "booted":
-            raise StateError("the agent runs after a verified boot: boot the device first")
-        self.boot = boot
+        self.boot = verified_boot(board)
         self.apps: AppRuntime | None = None
         self.secrets_stamp: object = None  # what the server last said of this gateway's
         if not server_ca_path(board).exists():

@@ -8,7 +8,7 @@ from edgeward.board.base import Board, kernel_partition
 from edgeward.board.bootenv import SLOTS
 from edgeward.device import identity
 from edgeward.device.boot.chain import last_boot
-from edgeward.device.storage import volume
+from edgeward.device.storage import recovery, sealed, volume
 from edgeward.errors import Error
 from edgeward.trust import certs
 from edgeward.trust.manifest import peek_kernel_bundle
@@ -42,5 +42,14 @@ def status(board: Board) -> dict[str, Any]:
         "slots": {s: _slot_version(board, s) for s in SLOTS},
         "huk_locked": board.huk_locked(),
         "last_boot": last_boot(board),
-        "data_area": volume.describe(board),
+        "data_area": {**volume.describe(board),
+                      "key_sealed": "in the TPM" if sealed.holds_volume_key(board)
+                      else "under the HUK",
+                      "recovery_key": _recovery(board)},
     }
+
+
+def _recovery(board: Board) -> str:
+    if not volume.unlocked(board):
+        return "unknown (locked)"
+    return "waiting to be escrowed" if recovery.pending(board) else "escrowed"
