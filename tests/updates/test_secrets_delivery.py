@@ -162,3 +162,19 @@ def test_the_escrowed_recovery_key_opens_a_gateway_that_no_longer_boots(
     assert status["data_area"]["key_sealed"] == "under the HUK"
     said = ops("device", "status", "--device", str(board.root)).stdout
     assert "data area: unlocked (fscrypt v2" in " ".join(said.split())
+
+
+def test_the_heartbeat_says_when_the_secrets_changed(world: World, gateway: Agent,
+                                                      ops: Operator) -> None:
+    ops("fleet", "secrets", "set", "minibar", "api-token", stdin="one")
+    gateway.run()
+    stamp = gateway.secrets_stamp
+    assert stamp is not None and _cat(gateway, "/run/secrets/api-token") == (0, "one")
+    with gateway._client() as client:
+        assert gateway.heartbeat(client)["secrets"] == stamp  # nothing new: nothing asked
+        ops("fleet", "secrets", "set", "minibar", "api-token", stdin="two")
+        beat = gateway.heartbeat(client)["secrets"]
+        assert beat != stamp  # a rotation: taken at the next heartbeat, not in 12 hours
+        gateway.secrets(client, beat)
+    assert gateway.secrets_stamp == beat
+    assert _cat(gateway, "/run/secrets/api-token") == (0, "two")
