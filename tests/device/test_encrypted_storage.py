@@ -191,3 +191,14 @@ def test_an_escrowed_recovery_key_leaves_the_gateway(gateway: VirtualBoard) -> N
 def test_a_data_area_is_formatted_once(gateway: VirtualBoard) -> None:
     with pytest.raises(StateError, match="formatted once"):
         volume.format_volume(gateway, os.urandom(32))
+
+
+def test_an_app_folder_not_under_its_own_key_is_refused(gateway: VirtualBoard) -> None:
+    plain = gateway.data_mount / "apps" / "intruder"
+    plain.mkdir()  # made beside the agent, without a policy: never used as an app's
+    with pytest.raises(IntegrityError, match="not encrypted under intruder's key"):
+        volume.app_dir(gateway, "intruder")
+    volume.app_dir(gateway, "minibar")
+    os.rename(gateway.data_mount / "apps" / "minibar", gateway.data_mount / "apps" / "hvac")
+    with pytest.raises(IntegrityError, match="hvac's key"):  # another app's folder
+        volume.app_dir(gateway, "hvac")

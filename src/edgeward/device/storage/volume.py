@@ -129,12 +129,14 @@ def app_dir(board: Board, name: str) -> Path:
     if not unlocked(board):
         raise StateError("the data area is locked: only a verified boot opens it")
     folder = board.data_mount / APPS / name
-    if folder.is_dir():
-        return folder
     volume_key = keyring.recall(board, keyring.DATA_VOLUME)
     if volume_key is None:
         raise StateError("the volume key is not open in this power cycle: cannot give "
                          f"{name} an encrypted folder")
+    if folder.is_dir() and not folder.is_symlink():
+        if _policy_key(folder) != _identifier(volume_key, f"app:{name}"):
+            raise IntegrityError(f"{folder} is not encrypted under {name}'s key: refused")
+        return folder
     identifier = _add(board, volume_key, f"app:{name}")
     part = folder.with_name(f".{name}.new")
     if part.exists():
