@@ -122,3 +122,15 @@ def test_a_per_device_credential_is_made_once_reported_until_taken_and_shown_to_
     assert (code, out) == (0, made.decode())
     code, _ = _run(board, "hvac", "ls /run/credentials")
     assert code != 0  # hvac asked for none: it has no such folder
+
+
+def test_an_app_removed_and_installed_again_gets_its_secrets_again(
+        two_apps: VirtualBoard) -> None:
+    board = two_apps
+    delivery = [_box("minibar", "api-token", 1, b"one")]
+    sync.apply(board, SERIAL, KEY, delivery)
+    store.remove(board, "minibar")
+    assert not sync.apply(board, SERIAL, KEY, delivery).apps  # not installed: waits
+    install(board, "minibar", PROBE, MANIFEST, version="1.1")
+    assert sync.apply(board, SERIAL, KEY, delivery).added == [("minibar", "api-token")]
+    assert _run(board, "minibar", "cat /run/secrets/api-token") == (0, "one")

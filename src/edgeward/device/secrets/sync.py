@@ -63,13 +63,15 @@ def _entry(item: Any) -> tuple[str, str, int, bytes]:
 def apply(board: Board, serial: str, key: keys.PrivateKey, delivered: list[Any]) -> Applied:
     """Make the installed apps' secrets exactly what was delivered."""
     installed = set(store.installed(board))
-    have = vault.versions(board)
+    # what a removed app had went with its folder: if it comes back, it is delivered again
+    have = {app: names for app, names in vault.versions(board).items() if app in installed}
     done, seen = Applied(), set()
     for item in delivered:
         try:
             app, name, version, box = _entry(item)
             seen.add((app, name))
-            if app not in installed or have.get(app, {}).get(name) == version:
+            if app not in installed or (have.get(app, {}).get(name) == version and
+                                        vault.read(board, app, vault.SECRETS, name)):
                 continue
             value = sealing.unseal(key, box, secret_info(serial, app, name, version))
         except Error as e:
