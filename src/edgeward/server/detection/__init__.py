@@ -1,0 +1,1 @@
+"""Anomaly detection on the fleet server: pure models fed by ingested telemetry."""
