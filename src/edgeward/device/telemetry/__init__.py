@@ -1,0 +1,1 @@
+"""What the agent measures on the gateway and sends to the fleet server."""
