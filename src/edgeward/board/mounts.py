@@ -32,11 +32,33 @@ def mounts_under(path: Path) -> list[Path]:
     return list(reversed(found))
 
 
-def _umount(*args: str) -> subprocess.CompletedProcess[bytes]:
-    tool = shutil.which("umount")
+def _program(name: str) -> str:
+    tool = shutil.which(name)
     if tool is None:
-        raise ToolError("umount not found")
-    return subprocess.run([tool, *args], capture_output=True, timeout=60, check=False)
+        raise ToolError(f"{name} not found (run scripts/bootstrap)")
+    return tool
+
+
+def run(name: str, *args: str, timeout: float = 120) -> None:
+    """Run a filesystem program (mount, umount, mkfs.ext4); ToolError naming it and
+    saying what it printed if it is missing or fails."""
+    try:
+        subprocess.run([_program(name), *args], check=True, capture_output=True,
+                       timeout=timeout)
+    except subprocess.CalledProcessError as e:
+        raise ToolError(f"{name} failed: {e.stderr.decode(errors='replace').strip()}") from e
+
+
+def mount(source: Path, point: Path, fstype: str, options: str) -> None:
+    """Mount ``source`` (an image: ``options`` has ``loop``) at ``point``, unless
+    something already is."""
+    if not os.path.ismount(point):
+        run("mount", "-t", fstype, "-o", options, str(source), str(point))
+
+
+def _umount(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([_program("umount"), *args], capture_output=True, timeout=60,
+                          check=False)
 
 
 def unmount(point: Path) -> None:

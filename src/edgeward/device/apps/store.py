@@ -20,15 +20,15 @@ import contextlib
 import hmac
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeward.board import mounts
 from edgeward.board.base import Board
 from edgeward.device.storage import volume
 from edgeward.device.updates.client import TufClient
 from edgeward.device.updates.fetcher import download
-from edgeward.errors import IntegrityError, NotFound, StateError, ToolError
+from edgeward.errors import IntegrityError, NotFound, StateError
 from edgeward.files import private_dir, sha384_file, traversable_dir, write_atomic
 from edgeward.trust.appmanifest import MANIFEST, AppManifest, parse
 from edgeward.trust.targets import app_path, check_name, parse_app_target
@@ -64,29 +64,18 @@ def state_dir(board: Board) -> Path:
     return private_dir(board.data_dir / "edgeward" / "apps")
 
 
-def _run(*cmd: str) -> None:
-    tool = shutil.which(cmd[0])
-    if tool is None:
-        raise ToolError(f"{cmd[0]} not found")
-    try:
-        subprocess.run([tool, *cmd[1:]], check=True, capture_output=True, timeout=60)
-    except subprocess.CalledProcessError as e:
-        raise ToolError(f"{cmd[0]} failed: {e.stderr.decode(errors='replace').strip()}") from e
-
-
 def mounted(path: Path) -> bool:
     return os.path.ismount(path)
 
 
 def mount(image: Path, root: Path) -> None:
     root.mkdir(mode=0o755, exist_ok=True)
-    if not mounted(root):
-        _run("mount", "-t", "squashfs", "-o", "loop,ro,nodev,nosuid", str(image), str(root))
+    mounts.mount(image, root, "squashfs", "loop,ro,nodev,nosuid")
 
 
 def unmount(root: Path) -> None:
     if mounted(root):
-        _run("umount", str(root))
+        mounts.run("umount", str(root), timeout=60)
 
 
 def install(board: Board, tuf: TufClient, tenant: str, name: str, version: str) -> Installed:

@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 from edgeward.board.base import Board
 from edgeward.device.apps import store
@@ -43,42 +44,39 @@ def folder(board: Board, app: str, kind: str) -> Path:
     return store.apps_dir(board) / app / kind
 
 
-def _index(board: Board) -> Path:
-    return board.data_dir / "edgeward" / "secrets.json"
+def _index(board: Board, name: str) -> Path:
+    return board.data_dir / "edgeward" / name
+
+
+def _load(path: Path) -> Any:
+    """One of the agent's JSON indexes (None before it is first written)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise StateError(f"{path} is corrupt") from e
 
 
 def versions(board: Board) -> dict[str, dict[str, int]]:
     """What is on the gateway: app -> secret name -> version."""
-    try:
-        data = json.loads(_index(board).read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as e:
-        raise StateError(f"{_index(board)} is corrupt") from e
+    data = _load(_index(board, "secrets.json")) or {}
     return {str(a): {str(n): int(v) for n, v in names.items()} for a, names in data.items()}
 
 
 def save_versions(board: Board, table: dict[str, dict[str, int]]) -> None:
-    write_atomic(_index(board), json.dumps({a: n for a, n in table.items() if n},
-                                           sort_keys=True).encode(), mode=0o600)
-
-
-def _reported_path(board: Board) -> Path:
-    return board.data_dir / "edgeward" / "credentials.json"
+    write_atomic(_index(board, "secrets.json"), json.dumps(
+        {a: n for a, n in table.items() if n}, sort_keys=True).encode(), mode=0o600)
 
 
 def reported(board: Board) -> set[str]:
     """The credentials (``app/name``) the fleet server has taken."""
-    try:
-        return set(json.loads(_reported_path(board).read_text()))
-    except FileNotFoundError:
-        return set()
-    except ValueError as e:
-        raise StateError(f"{_reported_path(board)} is corrupt") from e
+    return set(_load(_index(board, "credentials.json")) or ())
 
 
 def save_reported(board: Board, done: set[str]) -> None:
-    write_atomic(_reported_path(board), json.dumps(sorted(done)).encode(), mode=0o600)
+    write_atomic(_index(board, "credentials.json"), json.dumps(sorted(done)).encode(),
+                 mode=0o600)
 
 
 def _own_folder(path: Path, user: AppUser) -> Path:

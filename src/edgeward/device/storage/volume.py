@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
+from edgeward.board import mounts
 from edgeward.board.base import Board
-from edgeward.board.mounts import unmount_under
 from edgeward.device import keyring
 from edgeward.device.storage import fscrypt
 from edgeward.errors import IntegrityError, StateError, ToolError
@@ -33,16 +32,6 @@ from edgeward.trust.wrap import derive_directory_key, directory_key_identifier
 SYSTEM, APPS = "system", "apps"
 DEFAULT_SIZE = 1 << 30  # sparse: the image only takes what is written
 MOUNT_OPTIONS = "loop,nodev,nosuid"
-
-
-def _tool(name: str, *args: str) -> None:
-    path = shutil.which(name)
-    if path is None:
-        raise ToolError(f"{name} not found (install e2fsprogs and mount: scripts/bootstrap)")
-    try:
-        subprocess.run([path, *args], check=True, capture_output=True, timeout=120)
-    except subprocess.CalledProcessError as e:
-        raise ToolError(f"{name} failed: {e.stderr.decode(errors='replace').strip()}") from e
 
 
 def unlocked(board: Board) -> bool:
@@ -65,7 +54,7 @@ def format_volume(board: Board, volume_key: bytes, size: int = DEFAULT_SIZE) -> 
         os.fchmod(f.fileno(), 0o600)
         f.truncate(size)
     try:
-        _tool("mkfs.ext4", "-q", "-F", "-O", "encrypt", "-m", "0", "-L", "edgeward-data",
+        mounts.run("mkfs.ext4", "-q", "-F", "-O", "encrypt", "-m", "0", "-L", "edgeward-data",
               "-E", "lazy_itable_init=1,lazy_journal_init=1", str(part))
     except ToolError:
         part.unlink(missing_ok=True)
@@ -82,9 +71,7 @@ def _mount(board: Board) -> None:
     if not board.data_partition.is_file():
         raise StateError("the data area is missing from the flash")
     traversable_dir(board.data_mount)
-    if not unlocked(board):
-        _tool("mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(board.data_partition),
-              str(board.data_mount))
+    mounts.mount(board.data_partition, board.data_mount, "ext4", MOUNT_OPTIONS)
 
 
 def unlock(board: Board, volume_key: bytes) -> None:
@@ -120,7 +107,7 @@ def _policy_key(folder: Path) -> bytes | None:
 
 def lock(board: Board) -> None:
     """Unmount the data area (and what is mounted inside it): its keys leave the kernel."""
-    unmount_under(board.data_mount)
+    mounts.unmount_under(board.data_mount)
 
 
 def app_dir(board: Board, name: str) -> Path:
