@@ -116,10 +116,12 @@ class Nonce(Base):
 
 
 class Alert(Base):
-    """Something an operator must look at (issue 8 grows detectors around this)."""
+    """Something an operator must look at: open, acknowledged or resolved; judged a true
+    or false positive; with the evidence that raised it."""
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_tenant_at", "tenant_id", "at"),)
+    __table_args__ = (Index("ix_alerts_tenant_at", "tenant_id", "at"),
+                      Index("ix_alerts_tenant_status", "tenant_id", "status"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -128,6 +130,16 @@ class Alert(Base):
     kind: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    severity: Mapped[str] = mapped_column(String(8), default="medium",
+                                          server_default="medium")
+    status: Mapped[str] = mapped_column(String(12), default="open", server_default="open")
+    verdict: Mapped[str | None] = mapped_column(String(16))  # true-positive, false-positive
+    app: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    source: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    evidence: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    acked_by: Mapped[str | None] = mapped_column(String(128))
+    acked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class GatewayGroup(Base):
@@ -428,3 +440,6 @@ class DeviceCredential(Base):
     owner: Mapped[str] = mapped_column(String(64))  # whose envelope key encrypts it
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     reported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+from edgeward.server.db import monitoring  # noqa: E402,F401  (its tables join Base)
