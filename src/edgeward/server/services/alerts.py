@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -14,17 +15,21 @@ QUIET = dt.timedelta(minutes=10)  # one alert of a kind per gateway per window, 
 
 
 def raise_alert(session: Session, gateway: Gateway, kind: str, detail: str,
-                now: dt.datetime) -> bool:
-    """Record an alert unless the same one is already open in the quiet window."""
+                now: dt.datetime, *, severity: str = "medium", app: str = "",
+                source: str = "", evidence: dict[str, Any] | None = None) -> Alert | None:
+    """Record an alert unless the same one (kind, app) was raised in the quiet window;
+    return it (None when held back)."""
     recent = session.execute(
         select(Alert).where(Alert.gateway_id == gateway.id, Alert.kind == kind,
-                            Alert.at >= now - QUIET).limit(1)
+                            Alert.app == app, Alert.at >= now - QUIET).limit(1)
     ).first()
     if recent is not None:
-        return False
-    session.add(Alert(tenant_id=gateway.tenant_id, gateway_id=gateway.id, kind=kind,
-                      detail=detail, at=now))
-    return True
+        return None
+    alert = Alert(tenant_id=gateway.tenant_id, gateway_id=gateway.id, kind=kind,
+                  detail=detail, at=now, severity=severity, status="open", app=app,
+                  source=source, evidence=evidence, updated_at=now)
+    session.add(alert)
+    return alert
 
 
 def follow(session: Session, gateway: Gateway) -> None:

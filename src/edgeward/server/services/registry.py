@@ -104,7 +104,7 @@ def heartbeat(session: Session, gateway: Gateway, slot: str, versions: dict[str,
             raised = alerts.raise_alert(
                 session, gateway, "cloned-identity",
                 f"certificate of {gateway.serial} is in use by two running devices "
-                "(their check-ins alternate)", now)
+                "(their check-ins alternate)", now, severity="high", source="identity")
             if raised:
                 audit.record(session, gateway.tenant_id, f"gateway/{gateway.serial}",
                              "gateway.clone-suspected", gateway.serial, now)
