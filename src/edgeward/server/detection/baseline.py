@@ -52,12 +52,14 @@ class Settings:
     enter_after: int = 2
     exit_after: int = 3
     min_mad: float = 1.0  # in the metric's unit (1 percentage point for CPU)
+    refresh: int = 8  # samples learnt between two computations of median and MAD
 
     def __post_init__(self) -> None:
         if not (self.window >= 3 and 0 < self.exit_z < self.enter_z and
-                self.enter_after >= 1 and self.exit_after >= 1 and self.min_mad > 0):
+                self.enter_after >= 1 and self.exit_after >= 1 and self.min_mad > 0
+                and self.refresh >= 1):
             raise InputError("baseline settings: need window >= 3, 0 < exit_z < enter_z, "
-                             "enter_after and exit_after >= 1, min_mad > 0")
+                             "enter_after, exit_after and refresh >= 1, min_mad > 0")
 
 
 @dataclass(frozen=True)
@@ -77,17 +79,27 @@ class Baseline:
     streak: int = 0  # consecutive samples pointing to the other state
     pending: list[float] = field(default_factory=list)  # held back while a streak builds
     warming: bool = False  # the open anomaly began before the gateway had its own level
+    _cached: tuple[float, float] | None = field(default=None, repr=False, compare=False)
+    _unseen: int = field(default=0, repr=False, compare=False)  # learnt since computed
 
     def centre(self) -> tuple[float, float]:
-        """The blended median and MAD."""
+        """The blended median and MAD. Recomputed after every ``refresh`` samples learnt
+        (and always while the window is short): a window of hundreds moves slowly, and a
+        fleet's worth of medians per interval must stay cheap."""
+        if self._cached is not None and self._unseen < self.settings.refresh:
+            return self._cached
         n, w = len(self.samples), self.prior.weight
         if n == 0:
-            return self.prior.median, max(self.prior.mad, self.settings.min_mad)
-        own = statistics.median(self.samples)
-        spread = statistics.median(abs(x - own) for x in self.samples)
-        median = (w * self.prior.median + n * own) / (w + n)
-        mad = (w * self.prior.mad + n * spread) / (w + n)
-        return median, max(mad, self.settings.min_mad)
+            self._cached = self.prior.median, max(self.prior.mad, self.settings.min_mad)
+        else:
+            ordered = sorted(self.samples)
+            own = _median_sorted(ordered)
+            spread = statistics.median(abs(x - own) for x in ordered)
+            median = (w * self.prior.median + n * own) / (w + n)
+            mad = (w * self.prior.mad + n * spread) / (w + n)
+            self._cached = median, max(mad, self.settings.min_mad)
+        self._unseen = 0
+        return self._cached
 
     def score(self, value: float) -> float:
         median, mad = self.centre()
@@ -136,6 +148,10 @@ class Baseline:
         return Verdict(z, self.anomalous, change, median)
 
     def _learn(self, *values: float) -> None:
+        if values:
+            # a short window changes a lot with each sample: recompute at once
+            self._unseen = (self._unseen + len(values)
+                            if len(self.samples) >= self.prior.weight else self.settings.refresh)
         for value in values:
             self.samples.append(value)
             while len(self.samples) > self.settings.window:
@@ -161,6 +177,12 @@ class Baseline:
                    warming)
         made._learn()  # trims to the window
         return made
+
+
+def _median_sorted(ordered: list[float]) -> float:
+    n = len(ordered)
+    middle = n // 2
+    return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def cohort_prior(medians: list[float], weight: int = 30) -> Prior:
