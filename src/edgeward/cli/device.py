@@ -12,6 +12,7 @@ from rich.table import Table
 from edgeward.board.virtual import VirtualBoard
 from edgeward.cli.common import device_option, json_option
 from edgeward.cli.device_apps import apps
+from edgeward.cli.device_audit import audit
 from edgeward.cli.output import byte_progress, console, emit_json, err_console
 from edgeward.device import attest as attest_mod
 from edgeward.device.agent import Agent, AgentSettings, remember_server_ca, verified_boot
@@ -31,6 +32,7 @@ def device() -> None:
 
 
 device.add_command(apps)
+device.add_command(audit)
 
 
 def print_boot(report: BootReport) -> None:
