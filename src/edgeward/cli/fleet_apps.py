@@ -21,7 +21,7 @@ from edgeward.cli.output import console, report
 from edgeward.errors import InputError
 
 KINDS = ("syscall", "file", "network", "signal", "dbus", "limit", "crash-loop", "suppressed",
-         "sandbox")
+         "sandbox", "login", "listen", "remote", "exec", "boot", "update", "audit")
 _AGO = re.compile(r"^([0-9]{1,9})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -26,7 +27,7 @@ from edgeward.errors import one_line
 from edgeward.files import write_atomic
 
 KINDS = ("syscall", "file", "network", "signal", "dbus", "limit", "crash-loop", "suppressed",
-         "sandbox")
+         "sandbox", "login", "listen", "remote", "exec", "boot", "update", "audit")
 MERGE_WINDOW = 2.0  # seconds within which identical events become one with a count
 
 
@@ -85,6 +86,7 @@ class Outbox:
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.dropped = 0  # lost to the cap (reported, then reset)
         self.sending = 0  # how many of the oldest pending are on their way
+        self.batch_id = ""  # their batch's id
         self.accepted = 0
         self.suppressed_total = 0
         self.lock = threading.Lock()
@@ -160,8 +162,13 @@ class Outbox:
 
     # --- delivery -------------------------------------------------------------------
     def take(self, limit: int = 500) -> list[SecurityEvent]:
-        """The oldest pending events (they stay queued until :meth:`sent`)."""
+        """The oldest pending events (they stay queued until :meth:`sent`). A batch not
+        yet confirmed is taken again as it was, under the same :attr:`batch_id`, so the
+        server, which keeps the ids it stored, does not store it twice."""
         with self.lock:
+            if self.sending:
+                return list(self.pending)[:self.sending]
+            self.batch_id = os.urandom(16).hex()
             if self.dropped:
                 self.pending.appendleft(SecurityEvent(
                     self.wall(), "", "suppressed",

@@ -35,6 +35,7 @@ from edgeward.server.api import (
     repository,
     secrets,
     security,
+    telemetry,
     updates,
 )
 from edgeward.server.api.repository import MAX_METADATA
@@ -150,6 +151,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(appstatus.router)
     app.include_router(secrets.router)
     app.include_router(escrow.router)
+    app.include_router(telemetry.router)
     app.include_router(web.router)
     app.include_router(security_web.router)
     app.include_router(secrets_web.router)

@@ -12,6 +12,7 @@ from fastapi import Request
 
 from edgeward.errors import NotAvailable
 from edgeward.server.db.engine import Database
+from edgeward.server.services.cohorts import Cohorts
 from edgeward.server.services.registry import Trust
 from edgeward.server.services.repository import ServerRepository
 from edgeward.trust.quote import KnownGood
@@ -31,6 +32,7 @@ class ServerState:
     event_burst: int = 300  # events a gateway may send at once ...
     event_rate: float = 5.0  # ... and per second after that; the rest are dropped
     master_key: bytes | None = field(default=None, repr=False)
+    cohorts: Cohorts = field(default_factory=Cohorts)  # the cohorts' levels, in memory
 
     def master(self) -> bytes:
         if self.master_key is None:

@@ -259,7 +259,8 @@ class AppRuntime:
                 batch = self.outbox.take()
                 if batch:
                     client.call("POST", "/v1/gateway/events",
-                                {"events": [e.to_dict() for e in batch]})
+                                {"batch": self.outbox.batch_id,
+                                 "events": [e.to_dict() for e in batch]})
                     self.outbox.sent(batch)
                     batch = []
                 if self._status_dirty.is_set():

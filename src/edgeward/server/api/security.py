@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from edgeward.server.api import deps
 from edgeward.server.api.models import Name, Serial
 from edgeward.server.api.updates import Body
-from edgeward.server.services import intake, registry, security
+from edgeward.server.services import intake, registry, security, telemetry
 from edgeward.server.services.authz import Action
 from edgeward.server.state import state_of
 
@@ -26,7 +26,8 @@ MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
 MAX_EVENTS_BODY = MAX_EVENTS * (MAX_DETAIL + 6 * MAX_WHAT + 1024)
 
 Kind = Literal["syscall", "file", "network", "signal", "dbus", "limit", "crash-loop",
-               "suppressed", "sandbox"]
+               "suppressed", "sandbox", "login", "listen", "remote", "exec", "boot", "update",
+               "audit"]
 AppName = Annotated[str, StringConstraints(pattern=r"^([a-z0-9][a-z0-9._-]{0,63})?$")]
 Line = Annotated[str, StringConstraints(min_length=1, max_length=MAX_WHAT,
                                         pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -57,6 +58,7 @@ class Event(Body):
 
 
 class EventBatch(Body):
+    batch: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] | None = None
     events: list[Event] = Field(max_length=MAX_EVENTS)
 
 
@@ -64,7 +66,7 @@ class EventBatch(Body):
 
 
 @router.post("/v1/gateway/events", tags=["gateway"])
-def gateway_events(body: EventBatch, request: Request) -> dict[str, int]:
+def gateway_events(body: EventBatch, request: Request) -> dict[str, Any]:
     """Store the events the gateway's rate limit lets through; say how many were not."""
     state = state_of(request)
     incoming = [intake.Incoming(e.time, e.kind, e.what, e.app, e.detail, e.count)
@@ -73,9 +75,13 @@ def gateway_events(body: EventBatch, request: Request) -> dict[str, int]:
         try:
             with state.db.transaction() as session:
                 _, known = deps.gateway(session, request)
+                gateway = registry.require_enrolled(known)
+                if body.batch and not telemetry.received(session, gateway, body.batch,
+                                                         "events", state.clock()):
+                    return {"accepted": 0, "dropped": 0, "duplicate": True}
                 accepted, dropped = intake.ingest(
-                    session, registry.require_enrolled(known), incoming, state.clock(),
-                    state.event_burst, state.event_rate)
+                    session, gateway, incoming, state.clock(), state.event_burst,
+                    state.event_rate)
                 return {"accepted": accepted, "dropped": dropped}
         except IntegrityError:  # two first batches at once: the other made the bucket
             if attempt == 2:

@@ -100,6 +100,8 @@ class GatewayMonitor(Base):
     reports: Mapped[int] = mapped_column(BigInteger, default=0)
     first_report_at: Mapped[dt.datetime | None] = _maybe()
     last_report_at: Mapped[dt.datetime | None] = _maybe()
+    boot_id: Mapped[str] = mapped_column(String(32), default="")  # of the latest report
+    boot_changed_at: Mapped[dt.datetime | None] = _maybe()
     quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
     quarantined_at: Mapped[dt.datetime | None] = _maybe()
     audit_at: Mapped[dt.datetime | None] = _maybe()
@@ -186,6 +188,7 @@ class AlertHook(Base):
     delivered: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(String(300), default="")
+    last_alert_id: Mapped[int] = mapped_column(Integer, default=0)  # delivered up to here
 
 
 class GatewayAction(Base):

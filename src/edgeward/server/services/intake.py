@@ -26,7 +26,7 @@ from edgeward.server.services import alerts
 from edgeward.server.services.registry import aware
 
 KINDS = ("syscall", "file", "network", "signal", "dbus", "limit", "crash-loop", "suppressed",
-         "sandbox")
+         "sandbox", "login", "listen", "remote", "exec", "boot", "update", "audit")
 FLOOD = "events.flood"
 SKEW = dt.timedelta(minutes=1)
 

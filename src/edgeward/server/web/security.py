@@ -21,7 +21,9 @@ router = APIRouter(include_in_schema=False)
 
 COLOURS = {"syscall": "#b42318", "file": "#9a6700", "network": "#1f6feb",
            "signal": "#8250df", "dbus": "#0e7490", "limit": "#bf5700",
-           "crash-loop": "#57606a", "suppressed": "#a8b1bd", "sandbox": "#12753a"}
+           "crash-loop": "#57606a", "suppressed": "#a8b1bd", "sandbox": "#12753a",
+           "login": "#cf222e", "listen": "#6639ba", "remote": "#0550ae", "exec": "#953800",
+           "boot": "#1a7f37", "update": "#4d2d00", "audit": "#7d4e00"}
 FILTERS = {"gateway": re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
            "app": re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$"),
            "kind": re.compile("^(" + "|".join(re.escape(k) for k in KINDS) + ")$")}

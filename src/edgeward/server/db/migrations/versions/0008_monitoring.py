@@ -97,6 +97,8 @@ def upgrade() -> None:
         sa.Column("reports", sa.BigInteger, nullable=False),
         _when("first_report_at", nullable=True),
         _when("last_report_at", nullable=True),
+        sa.Column("boot_id", sa.String(32), nullable=False),
+        _when("boot_changed_at", nullable=True),
         sa.Column("quarantined", sa.Boolean, nullable=False),
         _when("quarantined_at", nullable=True),
         sa.Column("audit_at", sa.DateTime(timezone=True), nullable=True),
@@ -174,6 +176,7 @@ def upgrade() -> None:
         sa.Column("delivered", sa.Integer, nullable=False),
         sa.Column("failed", sa.Integer, nullable=False),
         sa.Column("last_error", sa.String(300), nullable=False),
+        sa.Column("last_alert_id", sa.Integer, nullable=False),
         sa.UniqueConstraint("tenant_id"),
     )
     op.create_table(

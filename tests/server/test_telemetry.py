@@ -1,0 +1,106 @@
+"""Telemetry over real HTTPS on both databases: gateways report (mutual TLS), a batch sent
+twice is stored once, bad reports are refused whole; the detectors turn a miner in an
+app and a host no other gateway talks to into alerts the tenant's operators read; the
+metric series comes back bucketed for charts."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from tests.server.harness import Fleet
+from tests.server.test_updates_api import Setup, prepare
+
+APP = "weather"
+
+
+def report(at: float, cpu: float = 10.0, app_cpu: float = 4.0, **extra: Any) -> dict[str, Any]:
+    return {"at": at, "interval": 30.0, "boot_id": "b1" * 8,
+            "metrics": {"cpu_percent": cpu, "memory_percent": 40.0, "disk_percent": 12.0,
+                        "net_tx_rate": 2000.0, "net_rx_rate": 3000.0},
+            "apps": {APP: {"cpu_percent": app_cpu, "memory_bytes": 40e6}},
+            "listening": [{"proto": "tcp", "address": "0.0.0.0", "port": 8080,
+                           "process": "weatherd", "app": APP}],
+            "remotes": [{"host": "198.51.100.7", "port": 443, "process": "weatherd",
+                         "app": APP}], **extra}
+
+
+def post(fleet: Fleet, serial: str, reports: list[dict[str, Any]], batch: str | None = None,
+         status: int = 200) -> dict[str, Any]:
+    with fleet.gateway(serial) as gw:
+        answer = gw.post("/v1/gateway/telemetry",
+                         json={"batch": batch or os.urandom(16).hex(), "reports": reports})
+    assert answer.status_code == status, answer.text
+    return dict(answer.json())
+
+
+def alerts_of(setup: Setup) -> list[dict[str, Any]]:
+    with setup.as_("hotels/eyes") as viewer:
+        answer = viewer.get("/v1/alerts")
+    assert answer.status_code == 200, answer.text
+    return list(answer.json())
+
+
+def history(start: float, n: int, **values: Any) -> list[dict[str, Any]]:
+    return [report(start + 30 * i, **values) for i in range(n)]
+
+
+def test_reports_are_stored_once_and_charted(fleet: Fleet) -> None:
+    setup = prepare(fleet)
+    start = time.time() - 3600
+    batch = os.urandom(16).hex()
+    assert post(fleet, "gw-1", history(start, 40), batch)["stored"] == 40
+    assert post(fleet, "gw-1", history(start, 40), batch) == {"stored": 0, "duplicate": True}
+    with setup.as_("hotels/eyes") as viewer:
+        cpu = viewer.get("/v1/gateways/gw-1/metrics?points=60").json()
+        app = viewer.get(f"/v1/gateways/gw-1/metrics?metric=cpu_percent&app={APP}").json()
+    assert sum(p["count"] for p in cpu["points"]) == 40  # not 80: the resend stored nothing
+    assert {p["mean"] for p in cpu["points"]} == {10.0} and cpu["step"] == 360
+    assert sum(p["count"] for p in app["points"]) == 40
+    assert {p["mean"] for p in app["points"]} == {4.0}
+    with setup.as_("other/ops") as other:
+        assert other.get("/v1/gateways/gw-1/metrics").status_code == 404
+    assert alerts_of(setup) == []  # a quiet gateway raises nothing
+
+
+def test_bad_reports_are_refused_whole(fleet: Fleet) -> None:
+    setup = prepare(fleet)
+    now = time.time()
+    for bad in ({"metrics": {"cpu_percent": -1.0}}, {"metrics": {"CPU": 1.0}},
+                {"interval": 0}, {"remotes": [{"host": "a b", "port": 1}]},
+                {"listening": [{"proto": "sctp", "address": "", "port": 1}]},
+                {"apps": {"Bad App": {}}}, {"surprise": 1}):
+        post(fleet, "gw-1", [report(now - 60), report(now, **bad)], status=422)
+    post(fleet, "gw-1", [], status=422)
+    with fleet.gateway("gw-1") as gw:
+        assert gw.post("/v1/gateway/telemetry", json={
+            "batch": "not-hex", "reports": [report(now)]}).status_code == 422
+    with setup.as_("hotels/eyes") as viewer:
+        assert viewer.get("/v1/gateways/gw-1/metrics").json()["points"] == []
+
+
+def test_a_miner_in_an_app_and_a_host_nobody_talks_to_raise_alerts(fleet: Fleet) -> None:
+    setup = prepare(fleet)
+    start = time.time() - 3000
+    for serial in ("gw-1", "gw-2"):
+        post(fleet, serial, history(start, 50))
+    assert alerts_of(setup) == []
+    mined = [report(start + 1500 + 30 * i, cpu=96.0, app_cpu=93.0) for i in range(2)]
+    mined[1]["remotes"].append({"host": "203.0.113.66", "port": 3333, "process": "xmrig",
+                                "app": APP})
+    assert post(fleet, "gw-1", mined)["alerts"] >= 3
+    raised = {(a["kind"], a["app"]): a for a in alerts_of(setup)}
+    app_cpu = raised[("anomaly.cpu_percent", APP)]
+    assert app_cpu["gateway"] == "gw-1" and app_cpu["severity"] == "high"
+    assert "CPU of app weather at 93" in app_cpu["detail"]
+    assert app_cpu["evidence"]["expected"] < 10 and app_cpu["status"] == "open"
+    assert ("anomaly.cpu_percent", "") in raised  # the gateway's own CPU too
+    remote = raised[("new-remote", APP)]
+    assert "203.0.113.66" in remote["detail"] and "xmrig" in remote["detail"]
+    assert remote["evidence"]["seen_by"] == 0
+    # the same miner, still running, is not a new alert every interval
+    again = [report(start + 1560 + 30 * i, cpu=96.0, app_cpu=93.0) for i in range(3)]
+    assert post(fleet, "gw-1", again)["alerts"] == 0
+    # gw-2 talking to the host gw-1 has always used raises nothing
+    assert post(fleet, "gw-2", [report(start + 1600)])["alerts"] == 0
