@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeward import demo_apps, demo_secrets, demo_updates
+from edgeward import demo_apps, demo_monitoring, demo_secrets, demo_updates
 from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.virtual import VirtualBoard
 from edgeward.demo_apps import AppStory
+from edgeward.demo_monitoring import MonitorStory
 from edgeward.demo_secrets import SecretStory
 from edgeward.demo_updates import UpdateStory
 from edgeward.device.boot.chain import boot
@@ -64,6 +65,7 @@ class DemoResult:
     updates: UpdateStory | None = None
     apps: AppStory | None = None
     secrets: SecretStory = field(default_factory=SecretStory)
+    monitoring: MonitorStory | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,7 +75,8 @@ class DemoResult:
                 and len(refused) == 1 and refused[0].attestation_after.startswith("cannot")
                 and len(self.fleet) == len(self.gateways)
                 and self.updates is not None and self.updates.ok
-                and self.apps is not None and self.apps.ok and self.secrets.ok)
+                and self.apps is not None and self.apps.ok and self.secrets.ok
+                and self.monitoring is not None and self.monitoring.ok)
 
 
 def flip_byte(path: Path, offset: int | None = None) -> int:
@@ -154,6 +157,8 @@ def run(directory: Path, say: Callable[[str], None],
             result.apps = demo_apps.run(directory, admin, ops, ws, server.url, healthy, say,
                                         result.secrets)
             demo_secrets.recover(result.secrets, ops, directory / "gateways" / TAMPERED, say)
+            result.monitoring = demo_monitoring.run(directory, admin, ops, ws, server.url,
+                                                    healthy[0], say)
         if hold is not None:
             hold(result)
     power_off(directory)

@@ -175,7 +175,7 @@ def system_bus(where: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def _build(directory: Path, name: str, publisher: str, script: str, manifest: str) -> Path:
+def build_app(directory: Path, name: str, publisher: str, script: str, manifest: str) -> Path:
     source = directory / "apps" / name
     (source / "bin").mkdir(parents=True)
     (source / "bin" / name).write_text(script)
@@ -187,10 +187,11 @@ def _build(directory: Path, name: str, publisher: str, script: str, manifest: st
 
 
 @contextlib.contextmanager
-def _agent(device: Path, url: str, bus: str) -> Iterator[Agent]:
+def agent_running(device: Path, url: str, bus: str, telemetry_every: float = 0.0
+           ) -> Iterator[Agent]:
     agent = Agent(VirtualBoard.open(device), AgentSettings(
         url, interval=1.0, update_every=1.0, backoff_base=0.1, backoff_cap=1.0,
-        system_bus=bus))
+        system_bus=bus, telemetry_every=telemetry_every, audit_every=0))
     thread = threading.Thread(target=agent.run, name=f"agent-{device.name}", daemon=True)
     thread.start()
     try:
@@ -200,7 +201,7 @@ def _agent(device: Path, url: str, bus: str) -> Iterator[Agent]:
         thread.join(timeout=60)
 
 
-def _remove_apps(device: Path) -> None:
+def remove_apps(device: Path) -> None:
     board = VirtualBoard.open(device)
     for name in store.installed(board):
         group = cgroups.existing(name)
@@ -231,7 +232,7 @@ def run(directory: Path, admin: ApiClient, ops: ApiClient, ws: Workspace, url: s
                  f'allow = ["127.0.0.1/32:{hvac_cloud.port}"]\n'
                  f'[daemons.control]\nexec = "bin/hvac {hvac_cloud.port}"\n')):
             publish.add_tenant(admin, ws, publisher, None, now)
-            image = _build(directory, name, publisher, script, manifest)
+            image = build_app(directory, name, publisher, script, manifest)
             publish_app(admin, ws.key(f"apps-{publisher}"), image, now)
             say(f"apps: {publisher} signed {name} 1.0 into its own TUF role")
         gw, lab = story.gateway, story.lab
@@ -245,8 +246,8 @@ def run(directory: Path, admin: ApiClient, ops: ApiClient, ws: Workspace, url: s
             "for network-manager too, and is not granted it")
         secret.gateway = gw
         secret.secret_version = demo_secrets.store_secret(ops, billing_key, say)
-        stack.callback(_remove_apps, devices[0])
-        with _agent(devices[0], url, bus):
+        stack.callback(remove_apps, devices[0])
+        with agent_running(devices[0], url, bus):
             time.sleep(RUN_FOR)
             story.apps = {a["name"]: a for a in ops.call("GET", f"/v1/gateways/{gw}/apps")}
         for name in ("minibar", "hvac"):
@@ -275,8 +276,8 @@ def run(directory: Path, admin: ApiClient, ops: ApiClient, ws: Workspace, url: s
         ops.call("PUT", f"/v1/gateways/{lab}/apps/hvac/mode",
                  {"mode": "complain", "test_gateway": True})
         say(f"complain mode: hvac on {lab}, a test gateway: nothing refused, all watched")
-        stack.callback(_remove_apps, devices[1])
-        with _agent(devices[1], url, bus):
+        stack.callback(remove_apps, devices[1])
+        with agent_running(devices[1], url, bus):
             time.sleep(LEARN_FOR)
         with contextlib.suppress(Exception):
             story.profile = ops.call("GET", f"/v1/gateways/{lab}/apps/hvac/profile")

@@ -23,6 +23,8 @@ from edgeward.server.services.cohorts import Cohorts
 START = dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC)
 NOW = START + dt.timedelta(days=1)  # the server's clock: every report is in its past
 
+ANY = "0.0.0.0"  # noqa: S104 (an address in a report, not a bind)
+
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
@@ -110,23 +112,47 @@ def test_an_operators_rule_fires_after_its_duration(db: Database) -> None:
     with db.transaction() as session:
         tenant = session.execute(select(Tenant)).scalar_one()
         session.add(AlertRule(tenant_id=tenant.id, name="hvac-hot", metric="cpu_percent",
-                              app="hvac", op=">", threshold=20.0, duration=120,
+                              app="hvac", op=">", threshold=4.0, duration=120,
                               severity="medium", created_by="ops", created_at=NOW))
     at = [START + dt.timedelta(seconds=30 * i) for i in range(10)]
-    assert send(db, cohorts, "gw-1", [report(t, 50.0) for t in at[:4]]) == 0  # 90 s
-    assert send(db, cohorts, "gw-1", [report(at[4], 50.0)]) == 1  # 120 s: fires
-    assert send(db, cohorts, "gw-1", [report(t, 50.0) for t in at[5:]]) == 0  # once
+    assert send(db, cohorts, "gw-1", [report(t, 10.0) for t in at[:4]]) == 0  # 90 s
+    assert send(db, cohorts, "gw-1", [report(at[4], 10.0)]) == 1  # 120 s: fires
+    assert send(db, cohorts, "gw-1", [report(t, 10.0) for t in at[5:]]) == 0  # once
     assert ("gw-1", "rule.hvac-hot", "medium") in alerts(db)
 
 
 def test_a_port_the_cohort_shares_is_not_news_and_one_only_this_gateway_opens_is(
         db: Database) -> None:
     cohorts = Cohorts()
-    ssh = telemetry.Listener("tcp", "0.0.0.0", 22, "sshd")
+    ssh = telemetry.Listener("tcp", ANY, 22, "sshd")
     for n in range(6):
         send(db, cohorts, f"gw-{n}", [report(START + dt.timedelta(seconds=30 * i), 10.0,
                                             listening=(ssh,)) for i in range(25)])
     later = START + dt.timedelta(minutes=20)
-    back = telemetry.Listener("tcp", "0.0.0.0", 4444, "nc", "hvac")
+    back = telemetry.Listener("tcp", ANY, 4444, "nc", "hvac")
     assert send(db, cohorts, "gw-2", [report(later, 10.0, listening=(ssh, back))]) == 1
     assert alerts(db) == [("gw-2", "new-listen", "high")]
+
+
+def test_a_large_cohorts_level_and_prior_are_reused_a_small_ones_exact() -> None:
+    cohorts = Cohorts()
+    for n in range(3):
+        cohorts.record("small", f"g{n}", 100.0, {"cpu_percent": 10.0 * (n + 1)})
+        cohorts.learnt("small", f"g{n}", "cpu_percent", 10.0 * (n + 1))
+    cohorts.record("small", "g3", 100.0, {"cpu_percent": 90.0})
+    assert cohorts.level("small", "cpu_percent", "g3", 101.0) == 20.0  # without g3
+    assert cohorts.level("small", "cpu_percent", "g0", 101.0) == 30.0  # without g0
+    for n in range(30):
+        cohorts.record("large", f"g{n}", 100.0, {"cpu_percent": float(n)})
+        cohorts.learnt("large", f"g{n}", "cpu_percent", float(n))
+    first = cohorts.level("large", "cpu_percent", "g0", 101.0)
+    assert first == 14.5
+    for n in range(10):  # a third of the cohort jumps
+        cohorts.record("large", f"g{n}", 102.0, {"cpu_percent": 1000.0})
+    assert cohorts.level("large", "cpu_percent", "g1", 103.0) == first  # reused for 5 s
+    assert cohorts.level("large", "cpu_percent", "g1", 107.0) == 24.5  # then recomputed
+    prior = cohorts.prior("large", "cpu_percent", "g0")
+    assert prior is not None and prior.median == 14.5
+    cohorts.learnt("large", "g5", "cpu_percent", 500.0)
+    assert cohorts.prior("large", "cpu_percent", "g0") == prior  # reused for a minute
+    assert cohorts.prior("small", "app/x/cpu_percent", "g0") is not None  # the default

@@ -14,13 +14,15 @@ from tests.server.test_updates_api import Setup, prepare
 
 APP = "weather"
 
+ANY = "0.0.0.0"  # noqa: S104 (an address in a report, not a bind)
+
 
 def report(at: float, cpu: float = 10.0, app_cpu: float = 4.0, **extra: Any) -> dict[str, Any]:
     return {"at": at, "interval": 30.0, "boot_id": "b1" * 8,
             "metrics": {"cpu_percent": cpu, "memory_percent": 40.0, "disk_percent": 12.0,
                         "net_tx_rate": 2000.0, "net_rx_rate": 3000.0},
             "apps": {APP: {"cpu_percent": app_cpu, "memory_bytes": 40e6}},
-            "listening": [{"proto": "tcp", "address": "0.0.0.0", "port": 8080,
+            "listening": [{"proto": "tcp", "address": ANY, "port": 8080,
                            "process": "weatherd", "app": APP}],
             "remotes": [{"host": "198.51.100.7", "port": 443, "process": "weatherd",
                          "app": APP}], **extra}
@@ -104,3 +106,40 @@ def test_a_miner_in_an_app_and_a_host_nobody_talks_to_raise_alerts(fleet: Fleet)
     assert post(fleet, "gw-1", again)["alerts"] == 0
     # gw-2 talking to the host gw-1 has always used raises nothing
     assert post(fleet, "gw-2", [report(start + 1600)])["alerts"] == 0
+
+
+def event(kind: str, what: str, app: str = APP, **detail: Any) -> dict[str, Any]:
+    return {"time": time.time(), "app": app, "kind": kind, "what": what, "detail": detail}
+
+
+def test_events_that_are_alerts_by_themselves_raise_at_once(fleet: Fleet) -> None:
+    setup = prepare(fleet)
+    for serial in ("gw-1", "gw-2"):  # both listen on 8080 and have learnt their level
+        post(fleet, serial, history(time.time() - 3000, 25))
+    with fleet.gateway("gw-1") as gw:
+        sent = gw.post("/v1/gateway/events", json={"events": [
+            event("exec", "/tmp/.x/kworkerd started from a writable filesystem (pid 77)",
+                  exe="/tmp/.x/kworkerd", pid=77),
+            event("listen", "new listening port tcp/4444 on 0.0.0.0 (nc)", proto="tcp",
+                  port=4444, address=ANY, process="nc"),
+            event("listen", "new listening port tcp/8080 on 0.0.0.0 (weatherd)", proto="tcp",
+                  port=8080, address=ANY, process="weatherd"),
+            *[event("login", f"failed password for root from 192.0.2.{n}", app="",
+                    source=f"192.0.2.{n}") for n in range(19)]]})
+        assert sent.status_code == 200, sent.text
+        raised = {(a["kind"], a["severity"]) for a in alerts_of(setup)}
+        assert raised == {("exec.writable", "high"), ("new-listen", "high")}
+        assert "tcp/4444" in next(a["detail"] for a in alerts_of(setup)
+                                  if a["kind"] == "new-listen")
+        batch = os.urandom(16).hex()  # the 20th failed login: a brute force
+        body = {"batch": batch, "events": [event("login", "failed password for admin",
+                                                 app="")]}
+        assert gw.post("/v1/gateway/events", json=body).json()["accepted"] == 1
+        assert gw.post("/v1/gateway/events", json=body).json() == {
+            "accepted": 0, "dropped": 0, "duplicate": True}
+    assert ("login.bruteforce", "high") in {(a["kind"], a["severity"])
+                                            for a in alerts_of(setup)}
+    # the report that follows names the same port: not raised again
+    again = report(time.time(), listening=[{"proto": "tcp", "address": ANY,
+                                            "port": 4444, "process": "nc", "app": APP}])
+    assert post(fleet, "gw-1", [again])["alerts"] == 0

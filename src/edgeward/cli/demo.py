@@ -15,6 +15,7 @@ from edgeward.cli.common import json_option
 from edgeward.cli.output import console, emit_json, err_console
 from edgeward.demo import DemoResult, run
 from edgeward.demo_apps import AppStory
+from edgeward.demo_monitoring import MonitorStory
 from edgeward.demo_secrets import SecretStory
 from edgeward.demo_updates import UpdateStory
 from edgeward.errors import StateError
@@ -49,7 +50,8 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
                    "gateways": [g.to_dict() for g in result.gateways], "fleet": result.fleet,
                    "updates": result.updates.to_dict() if result.updates else None,
                    "apps": result.apps.to_dict() if result.apps else None,
-                   "secrets": result.secrets.to_dict()})
+                   "secrets": result.secrets.to_dict(),
+                   "monitoring": result.monitoring.to_dict() if result.monitoring else None})
     else:
         table = Table(title="edgeward demo: summary")
         for column in ("gateway", "first boot", "attestation", "boot after tamper",
@@ -75,6 +77,8 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
         if result.apps is not None:
             _print_apps(result.apps)
         _print_secrets(result.secrets)
+        if result.monitoring is not None:
+            _print_monitoring(result.monitoring)
         console.print(f"dashboard was at {result.server}/ (sign in with the token in "
                       f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
         console.print(f"files kept in {directory} (server data in {directory / 'server'})")
@@ -117,6 +121,25 @@ def _print_secrets(story: SecretStory) -> None:
     table.add_row("a gateway that no longer boots, opened with its escrowed recovery key",
                   f"{story.recovered} (fetch audited: {story.recovery_audited})"
                   if story.recovered else bad)
+    console.print(table)
+
+
+def _print_monitoring(story: MonitorStory) -> None:
+    table = Table(title=f"a miner in weather on {story.gateway} (reports every "
+                        f"{story.interval:g} s)")
+    table.add_column("check")
+    table.add_column("result")
+    alert = story.alert
+    table.add_row("alert on the dashboard",
+                  f"[red]{alert.get('severity')}[/] {alert.get('detail')}" if alert
+                  else "[red]none[/]")
+    table.add_row("seconds from the attack to the alert",
+                  f"{story.detected_after} ({story.detected_after / story.interval:.1f} "
+                  "intervals)" if story.detected_after is not None else "-")
+    table.add_row("the miner's own lines in the central logs",
+                  "; ".join(line for line in story.logs if "xmrig" in line)[:160] or "none")
+    table.add_row("refused in the sandbox", "; ".join(story.denials)[:160] or "-")
+    table.add_row("app stopped from the alert", story.stopped or "-")
     console.print(table)
 
 

@@ -185,13 +185,23 @@ def commit(device: Path) -> None:
 @click.option("--system-bus", default=SYSTEM_BUS, show_default=True,
               help="The D-Bus the apps' bluez and network-manager interfaces filter.")
 @click.option("--no-apps", is_flag=True, help="Do not run the installed apps.")
+@click.option("--telemetry-every", default=30.0, show_default=True,
+              type=click.FloatRange(0), help="Seconds between telemetry reports (metrics, "
+              "listening ports, remote hosts); 0: no monitoring (no events, logs, audits).")
+@click.option("--audit-every", default=86400.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds between hardening audits sent to the server (0: never).")
+@click.option("--auth-log", type=click.Path(dir_okay=False, path_type=Path),
+              help="The system's authentication log (e.g. /var/log/auth.log): failed "
+                   "logins in it are reported at once. The edgeward OS has no login.")
 @json_option
 def agent(device: Path, server: str, server_ca: Path | None, interval: float, once: bool,
-          update_every: float, system_bus: str, no_apps: bool, as_json: bool) -> None:
+          update_every: float, system_bus: str, no_apps: bool, telemetry_every: float,
+          audit_every: float, auth_log: Path | None, as_json: bool) -> None:
     """Run the gateway agent: enrol, attest, heartbeat, apply OS updates (TUF, A/B) in the
     maintenance window, commit or roll back after a trial boot; install the apps the
-    group is assigned, run their daemons confined and report every denial; retry while
-    the server is away."""
+    group is assigned, run their daemons confined and report every denial; send
+    telemetry, security events, logs and hardening audits; carry out operators' orders
+    (stop an app, cut its network, quarantine); retry while the server is away."""
     board = VirtualBoard.open(device)
     verified_boot(board)
     if server_ca is not None:
@@ -199,7 +209,9 @@ def agent(device: Path, server: str, server_ca: Path | None, interval: float, on
     say = (lambda _: None) if as_json else (lambda m: err_console.print(f"agent: {m}"))
     runner = Agent(board, AgentSettings(server, interval=interval, once=once,
                                         update_every=update_every, apps=not no_apps,
-                                        system_bus=system_bus), say)
+                                        system_bus=system_bus,
+                                        telemetry_every=telemetry_every,
+                                        audit_every=audit_every, auth_log=auth_log), say)
     runner.install_signal_handlers()
     state = runner.run()
     if as_json:

@@ -12,7 +12,11 @@ from rich.table import Table
 
 from edgeward import operator_config
 from edgeward.cli.common import json_option
+from edgeward.cli.fleet_alerts import actions, alerts, remediate
 from edgeward.cli.fleet_apps import apps, events
+from edgeward.cli.fleet_findings import findings
+from edgeward.cli.fleet_logs import logs
+from edgeward.cli.fleet_rules import rules
 from edgeward.cli.fleet_secrets import credentials, recovery_key, secrets
 from edgeward.cli.output import console, report
 from edgeward.errors import InputError
@@ -44,6 +48,12 @@ fleet.add_command(apps)
 fleet.add_command(secrets)
 fleet.add_command(recovery_key)
 fleet.add_command(credentials)
+fleet.add_command(alerts)
+fleet.add_command(remediate)
+fleet.add_command(actions)
+fleet.add_command(findings)
+fleet.add_command(logs)
+fleet.add_command(rules)
 
 
 @fleet.command()
@@ -122,15 +132,6 @@ def audit(limit: int, as_json: bool) -> None:
     """The tenant's audit log, newest first."""
     report(_call("GET", f"/v1/audit?limit={limit}"), as_json,
             lambda rows: _table("audit log", rows, ["at", "actor", "action", "target"]))
-
-
-@fleet.command()
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
-@json_option
-def alerts(limit: int, as_json: bool) -> None:
-    """The tenant's alerts, newest first (e.g. a cloned identity)."""
-    report(_call("GET", f"/v1/alerts?limit={limit}"), as_json,
-            lambda rows: _table("alerts", rows, ["at", "gateway", "kind", "detail"]))
 
 
 @fleet.group()

@@ -21,12 +21,13 @@ from typing import Any
 
 from edgeward.api_client import ApiClient, tls_context
 from edgeward.board.base import Board
-from edgeward.device import attest, identity, keyring
+from edgeward.device import attest, identity, keyring, orders
 from edgeward.device.apps.reconcile import AppOutcome, reconcile
 from edgeward.device.apps.runtime import SYSTEM_BUS, AppRuntime
 from edgeward.device.boot.chain import boot as boot_chain
 from edgeward.device.boot.chain import last_boot
 from edgeward.device.secrets import exchange
+from edgeward.device.telemetry.monitor import Monitoring, MonitorSettings
 from edgeward.device.updates.client import TufClient
 from edgeward.device.updates.updater import OsUpdater, Outcome
 from edgeward.errors import AttestationError, Error, InputError, StateError, Unreachable
@@ -47,6 +48,9 @@ class AgentSettings:
     health_tries: int = 5  # attempts to reach the server after a trial boot
     apps: bool = True  # run the installed apps (supervisor, denial reports)
     system_bus: str = SYSTEM_BUS  # the D-Bus the apps' proxies filter
+    telemetry_every: float = 30.0  # seconds between telemetry reports (0: no monitoring)
+    audit_every: float = 86400.0  # seconds between hardening audits (0: never)
+    auth_log: Path | None = None  # the system's authentication log (failed logins)
 
 
 @dataclass
@@ -92,6 +96,7 @@ class Agent:
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
         self.boot = verified_boot(board)
         self.apps: AppRuntime | None = None
+        self.monitoring: Monitoring | None = None
         self.secrets_stamp: object = None  # what the server last said of this gateway's
         if not server_ca_path(board).exists():
             raise InputError("no server CA known: pass --server-ca the first time")
@@ -208,6 +213,44 @@ class Agent:
             return
         self.apps = runtime
 
+    def start_monitoring(self) -> None:
+        """Telemetry, security events, logs and the hardening audit (a thread of its own);
+        the agent's own lines are shipped from now on."""
+        if self.monitoring is not None or not self.settings.telemetry_every:
+            return
+        monitoring = Monitoring(self.board, self._client, str(self.boot["boot_id"]),
+                                MonitorSettings(self.settings.telemetry_every,
+                                                audit_every=self.settings.audit_every,
+                                                auth_log=self.settings.auth_log),
+                                self.say)
+        try:
+            monitoring.start()
+        except Exception as e:  # the agent's other duties go on without it
+            self.say(f"monitoring not started: {e.message if isinstance(e, Error) else e!r}")
+            return
+        self.monitoring = monitoring
+        say = self.say
+
+        def shipped(text: str) -> None:
+            say(text)
+            monitoring.agent_line(text)
+
+        self.say = shipped
+
+    def stop_monitoring(self) -> None:
+        if self.monitoring is not None:
+            self.monitoring.close()
+            self.monitoring = None
+
+    def follow_orders(self, client: ApiClient) -> None:
+        """Carry out what operators ordered (stop an app, cut its network, quarantine)."""
+        try:
+            orders.follow(self.board, self.apps, client, self.say)
+        except Unreachable:
+            raise
+        except Error as e:  # an order the server cannot give now waits for the next beat
+            self.say(f"orders: {e.message}")
+
     def stop_apps(self) -> None:
         if self.apps is not None:
             self.apps.close()
@@ -282,9 +325,11 @@ class Agent:
         finished_boot = False
         if not self.settings.once:
             self.start_apps()  # after the verified boot, whether or not the server answers
+            self.start_monitoring()
         try:
             self._loop(finished_boot, next_attest, next_update, clock)
         finally:
+            self.stop_monitoring()
             self.stop_apps()
         return self.state
 
@@ -303,6 +348,7 @@ class Agent:
                         self.secrets(client)
                         next_attest = clock + self.settings.attest_every
                     self.secrets(client, self.heartbeat(client).get("secrets"))
+                    self.follow_orders(client)
                     if self.settings.update_every and clock >= next_update:
                         next_update = clock + self.settings.update_every
                         self.check_updates()

@@ -26,13 +26,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeward import __version__, errors
 from edgeward.server.api import (
+    alerts,
     apps,
     appstatus,
     deps,
     escrow,
+    findings,
     gateways,
+    logs,
     operators,
+    remediation,
     repository,
+    rules,
     secrets,
     security,
     telemetry,
@@ -42,6 +47,9 @@ from edgeward.server.api.repository import MAX_METADATA
 from edgeward.server.app_errors import status_of
 from edgeward.server.services.repository import MAX_BLOB
 from edgeward.server.state import ServerState
+from edgeward.server.web import alerts as alerts_web
+from edgeward.server.web import findings as findings_web
+from edgeward.server.web import logs as logs_web
 from edgeward.server.web import routes as web
 from edgeward.server.web import secrets as secrets_web
 from edgeward.server.web import security as security_web
@@ -99,6 +107,10 @@ def create_app(state: ServerState) -> FastAPI:
             limit = MAX_BLOB if "/blobs/" in request.url.path else MAX_METADATA
         elif request.url.path == "/v1/gateway/events":  # up to 500 events of 2 KiB detail
             limit = security.MAX_EVENTS_BODY
+        elif request.url.path == "/v1/gateway/logs":  # up to 1000 lines of 2000 characters
+            limit = logs.MAX_LOGS_BODY
+        elif request.url.path == "/v1/gateway/audit":  # up to 500 findings of 8 KiB text
+            limit = findings.MAX_AUDIT_BODY
         if length is not None and (not length.isdigit() or int(length) > limit):
             return JSONResponse({"error": f"request body over {limit} bytes"},
                                 status_code=413)
@@ -148,11 +160,19 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(updates.router)
     app.include_router(apps.router)
     app.include_router(security.router)
+    app.include_router(logs.router)
     app.include_router(appstatus.router)
     app.include_router(secrets.router)
     app.include_router(escrow.router)
+    app.include_router(alerts.router)
+    app.include_router(remediation.router)
+    app.include_router(findings.router)
     app.include_router(telemetry.router)
+    app.include_router(rules.router)
     app.include_router(web.router)
     app.include_router(security_web.router)
+    app.include_router(logs_web.router)
+    app.include_router(findings_web.router)
     app.include_router(secrets_web.router)
+    app.include_router(alerts_web.router)
     return app

@@ -39,8 +39,10 @@ from edgeward.server.db.engine import Database
 from edgeward.server.db.models import Tenant
 from edgeward.server.services import tenants, tokens
 from edgeward.server.services.authz import PLATFORM_TENANT, Role
+from edgeward.server.services.hookworker import HookWorker
 from edgeward.server.services.registry import Trust
 from edgeward.server.services.repository import ServerRepository
+from edgeward.server.services.retention import keep_tidy
 from edgeward.server.state import ServerState
 from edgeward.server.tls import TLSExtensionProtocol
 from edgeward.trust import certs
@@ -163,6 +165,7 @@ class Running:
         self.settings = settings
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.hooks = HookWorker(self.state.db, self.state.master_key, lambda: self.state.clock())
 
     @property
     def url(self) -> str:
@@ -171,6 +174,8 @@ class Running:
     def __enter__(self) -> Running:
         self.thread.start()
         keep_fresh(self.state, self._stop)
+        keep_tidy(self.state.db, self.state.clock, self._stop)
+        self.hooks.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
@@ -180,6 +185,7 @@ class Running:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        self.hooks.stop()
         self.server.should_exit = True
         self.thread.join(timeout=20)
         self.state.db.close()
@@ -190,11 +196,16 @@ def run(settings: Settings, now: dt.datetime) -> None:
     configure_logging()
     state, config = prepare(settings, now)
     keep_fresh(state, threading.Event())
+    keep_tidy(state.db, state.clock, threading.Event())
+    hooks = HookWorker(state.db, state.master_key, lambda: state.clock()).start()
     # uvicorn re-raises the stop signal after its graceful shutdown; with these handlers
     # in place that lands here as a no-op instead of killing the process mid-exit.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _stopped)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        hooks.stop()
 
 
 def _stopped(signum: int, _frame: FrameType | None) -> None:

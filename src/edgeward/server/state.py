@@ -15,6 +15,7 @@ from edgeward.server.db.engine import Database
 from edgeward.server.services.cohorts import Cohorts
 from edgeward.server.services.registry import Trust
 from edgeward.server.services.repository import ServerRepository
+from edgeward.server.services.revocation import Revoked
 from edgeward.trust.quote import KnownGood
 
 
@@ -33,6 +34,7 @@ class ServerState:
     event_rate: float = 5.0  # ... and per second after that; the rest are dropped
     master_key: bytes | None = field(default=None, repr=False)
     cohorts: Cohorts = field(default_factory=Cohorts)  # the cohorts' levels, in memory
+    revoked: Revoked = field(default_factory=Revoked)  # revoked certificates, cached
 
     def master(self) -> bytes:
         if self.master_key is None:

@@ -156,6 +156,18 @@ def counters(group: AppCgroup) -> dict[str, int]:
     return out
 
 
+def usage(group: AppCgroup) -> dict[str, int]:
+    """What the app has used: ``cpu_usec`` (CPU time so far; v2's cpu.stat, which the
+    unified cgroup beside v1 has too, else v1's cpuacct) and ``memory_bytes`` (now)."""
+    cpu = memory = 0
+    for path in group.paths:
+        cpu = cpu or _keyed(path / "cpu.stat", "usage_usec") or \
+            _number(path / "cpuacct.usage") // 1000
+        memory = memory or _number(path / "memory.current") or \
+            _number(path / "memory.usage_in_bytes")
+    return {"cpu_usec": cpu, "memory_bytes": memory}
+
+
 def _keyed(path: Path, key: str) -> int:
     with contextlib.suppress(OSError, ValueError):
         for line in path.read_text().splitlines():

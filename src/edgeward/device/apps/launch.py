@@ -92,12 +92,14 @@ def prepare(plan: sandbox.Plan) -> cgroups.AppCgroup:
     """The app's cgroup with its limits, and its egress filter attached."""
     group = cgroups.create(plan.app, plan.memory, plan.cpu, plan.pids)
     if group.unified is not None:
-        egress.attach_bind(group.unified, plan.rules.bind_any or plan.complain)
+        egress.attach_bind(group.unified, not plan.isolated and (plan.rules.bind_any
+                                                                 or plan.complain))
     if plan.shares_network:
         if group.unified is None:
             raise NotAvailable("egress filtering needs a cgroup v2 hierarchy, which this "
                                "host lacks: refusing to give the app the network unfiltered")
-        allowed = ANYWHERE if plan.complain else tuple(egress.resolve(plan.egress))
+        allowed = () if plan.isolated else ANYWHERE if plan.complain else tuple(
+            egress.resolve(plan.egress))  # cut by an operator: nothing at all
         egress.attach(group.unified, allowed)
     return group
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
 
 from edgeward.board.base import Board
-from edgeward.device.apps import launch, reconcile, sandbox, store, users
+from edgeward.device.apps import launch, reconcile, remedy, sandbox, store, users
 from edgeward.device.secrets import vault
 from edgeward.errors import NotFound
 
@@ -32,6 +33,8 @@ def plan(board: Board, name: str, program: str, args: list[str], complain: bool 
                           [*found.argv, *args], reconcile.granted(board, name),
                           peripherals(board), complain, bus_socket,
                           vault.views(board, name))
+    if remedy.isolated(board, name):
+        chosen = dataclasses.replace(chosen, isolated=True)
     claim_gpio(board, chosen, user)
     return chosen, user
 

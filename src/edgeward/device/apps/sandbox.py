@@ -67,6 +67,7 @@ class Plan:
     complain: bool = False
     bus_socket: Path | None = None  # the app's D-Bus proxy socket, on the host
     secrets: tuple[tuple[Path, str], ...] = ()  # its secret folders, and where it sees them
+    isolated: bool = False  # cut from the network by an operator (remediation, quarantine)
 
     @property
     def needs_bus(self) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from edgeward.errors import AuthenticationError
 from edgeward.server.db.models import Gateway
-from edgeward.server.services import registry, tokens
+from edgeward.server.services import registry, revocation, tokens
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.state import state_of
 from edgeward.server.tls import client_certificate
@@ -36,8 +36,19 @@ def missing_credentials(request: Request) -> str | None:
     """
     path = request.url.path
     if path.startswith("/v1/gateway/"):
-        if client_certificate(request.scope) is None:
+        cert_pem = client_certificate(request.scope)
+        if cert_pem is None:
             return "this endpoint needs the gateway's factory certificate"
+        state = state_of(request)
+        fingerprint = revocation.fingerprint_of(cert_pem)
+
+        def load() -> frozenset[str]:
+            with state.db.transaction() as session:
+                return revocation.revoked_fingerprints(session)
+
+        if fingerprint and state.revoked.contains(load, fingerprint):
+            with state.db.transaction() as session:  # the route refuses it: noted first
+                revocation.sighted(session, cert_pem, state.clock())
     elif path.startswith("/v1/"):
         state = state_of(request)
         try:

@@ -15,7 +15,7 @@ from edgeward.server.api.models import (
     TokenRequest,
     UserRequest,
 )
-from edgeward.server.services import alerts, audit, registry, tenants, tokens
+from edgeward.server.services import audit, registry, remediation, tenants, tokens
 from edgeward.server.services.authz import Action
 from edgeward.server.state import state_of
 
@@ -37,7 +37,9 @@ def list_gateways(request: Request) -> list[dict[str, Any]]:
     with state.db.transaction() as session:
         who = deps.operator(session, request, Action.GATEWAY_LIST)
         now = state.clock()
-        return [registry.describe(g, now) for g in registry.visible(session, who)]
+        found = registry.visible(session, who)
+        held = remediation.quarantined(session, [g.id for g in found])
+        return [{**registry.describe(g, now), "quarantined": g.id in held} for g in found]
 
 
 @router.get("/gateways/{serial}")
@@ -46,7 +48,8 @@ def show_gateway(serial: Serial, request: Request) -> dict[str, Any]:
     with state.db.transaction() as session:
         who = deps.operator(session, request, Action.GATEWAY_READ)
         gateway = registry.find(session, who, serial, Action.GATEWAY_READ)
-        return registry.describe(gateway, state.clock())
+        return {**registry.describe(gateway, state.clock()),
+                "quarantined": bool(remediation.quarantined(session, [gateway.id]))}
 
 
 @router.post("/gateways/{serial}/revoke")
@@ -54,8 +57,10 @@ def revoke_gateway(serial: Serial, request: Request) -> dict[str, Any]:
     state = state_of(request)
     with state.db.transaction() as session:
         who = deps.operator(session, request, Action.GATEWAY_REVOKE)
-        return registry.describe(registry.revoke(session, who, serial, state.clock()),
+        done = registry.describe(registry.revoke(session, who, serial, state.clock()),
                                  state.clock())
+    state.revoked.forget()  # read again at the next gateway request
+    return done
 
 
 @router.post("/gateways/{serial}/assign")
@@ -75,15 +80,6 @@ def audit_log(request: Request, limit: int = 100) -> list[dict[str, Any]]:
         return [{"at": registry.iso(e.at), "actor": e.actor, "action": e.action,
                  "target": e.target, "detail": e.detail}
                 for e in audit.events(session, who, max(1, min(limit, 1000)))]
-
-
-@router.get("/alerts")
-def list_alerts(request: Request, limit: int = 100) -> list[dict[str, Any]]:
-    state = state_of(request)
-    with state.db.transaction() as session:
-        who = deps.operator(session, request, Action.ALERT_READ)
-        return [{"at": registry.iso(a.at), "gateway": serial, "kind": a.kind, "detail": a.detail}
-                for a, serial in alerts.visible(session, who, max(1, min(limit, 1000)))]
 
 
 @router.post("/tenants", status_code=201)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from edgeward.server.api import deps
 from edgeward.server.api.models import Name, Serial
 from edgeward.server.api.updates import Body
-from edgeward.server.services import intake, registry, security, telemetry
+from edgeward.server.services import eventrules, intake, registry, security, telemetry
 from edgeward.server.services.authz import Action
 from edgeward.server.state import state_of
 
@@ -82,6 +82,7 @@ def gateway_events(body: EventBatch, request: Request) -> dict[str, Any]:
                 accepted, dropped = intake.ingest(
                     session, gateway, incoming, state.clock(), state.event_burst,
                     state.event_rate)
+                eventrules.judge(session, gateway, incoming[:accepted], state.clock())
                 return {"accepted": accepted, "dropped": dropped}
         except IntegrityError:  # two first batches at once: the other made the bucket
             if attempt == 2:

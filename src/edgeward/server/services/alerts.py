@@ -1,13 +1,15 @@
-"""Alerts: raised by the server's checks, read by operators of the tenant concerned."""
+"""Alerts: raised by the server's checks, read by operators of the tenant concerned (their
+life after that, acknowledged, judged and resolved, is :mod:`.alertlife`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
+from edgeward.errors import NotFound
 from edgeward.server.db.models import Alert, Gateway
 from edgeward.server.services.authz import Action, Principal, authorize
 
@@ -38,14 +40,52 @@ def follow(session: Session, gateway: Gateway) -> None:
                     .values(tenant_id=gateway.tenant_id))
 
 
-def visible(session: Session, principal: Principal, limit: int = 100
-            ) -> list[tuple[Alert, str | None]]:
-    """The tenant's alerts (a platform admin's: the unassigned pool's)."""
+def in_scope(scope: int | None) -> ColumnElement[bool]:
+    """Alerts of a tenant (None: the unassigned pool, a platform admin's)."""
+    return Alert.tenant_id.is_(None) if scope is None else Alert.tenant_id == scope
+
+
+def visible(session: Session, principal: Principal, limit: int = 100, *,
+            status: str | None = None, severity: str | None = None,
+            gateway: str | None = None) -> list[tuple[Alert, str | None]]:
+    """The tenant's alerts (a platform admin's: the unassigned pool's), newest first;
+    optionally only of one status, severity or gateway (by serial)."""
     authorize(principal, Action.ALERT_READ)
-    scope = principal.scope()
+    query = (select(Alert, Gateway.serial).outerjoin(Gateway, Alert.gateway_id == Gateway.id)
+             .where(in_scope(principal.scope())))
+    if status is not None:
+        query = query.where(Alert.status == status)
+    if severity is not None:
+        query = query.where(Alert.severity == severity)
+    if gateway is not None:
+        query = query.where(Gateway.serial == gateway)
     rows = session.execute(
-        select(Alert, Gateway.serial).outerjoin(Gateway, Alert.gateway_id == Gateway.id)
-        .where(Alert.tenant_id.is_(None) if scope is None else Alert.tenant_id == scope)
-        .order_by(Alert.at.desc(), Alert.id.desc()).limit(min(limit, 1000))
-    ).all()
+        query.order_by(Alert.at.desc(), Alert.id.desc()).limit(min(limit, 1000))).all()
     return [(alert, serial) for alert, serial in rows]
+
+
+def find(session: Session, principal: Principal, alert_id: int, action: Action
+         ) -> tuple[Alert, str | None]:
+    """One alert of the principal's scope (another tenant's is simply not found)."""
+    authorize(principal, action)
+    row = session.execute(
+        select(Alert, Gateway.serial).outerjoin(Gateway, Alert.gateway_id == Gateway.id)
+        .where(Alert.id == alert_id, in_scope(principal.scope()))).first()
+    if row is None:
+        raise NotFound(f"no alert {alert_id} in tenant {principal.tenant}")
+    return row[0], row[1]
+
+
+def describe(alert: Alert, serial: str | None) -> dict[str, Any]:
+    return {"id": alert.id, "at": iso(alert.at), "gateway": serial, "kind": alert.kind,
+            "app": alert.app, "severity": alert.severity, "status": alert.status,
+            "verdict": alert.verdict, "source": alert.source, "detail": alert.detail,
+            "evidence": alert.evidence, "acked_by": alert.acked_by,
+            "acked_at": iso(alert.acked_at)}
+
+
+def iso(when: dt.datetime | None) -> str | None:
+    """As ``registry.iso`` (which imports this module): SQLite drops the zone."""
+    if when is None:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).isoformat()

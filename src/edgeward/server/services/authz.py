@@ -21,6 +21,9 @@ class Action(enum.StrEnum):
     GATEWAY_CLAIM = "gateway:claim"
     AUDIT_READ = "audit:read"
     ALERT_READ = "alert:read"
+    ALERT_MANAGE = "alert:manage"          # acknowledge, judge (true/false positive), resolve
+    ALERT_HOOK = "alert:hook"              # where the tenant's alerts are posted, signed
+    GATEWAY_REMEDIATE = "gateway:remediate"  # stop or cut off an app, quarantine a gateway
     USER_READ = "user:read"
     USER_MANAGE = "user:manage"
     TOKEN_MANAGE = "token:manage"  # noqa: S105 (an action name, not a secret)
@@ -47,14 +50,17 @@ class Role(enum.StrEnum):
 _VIEWER = frozenset({Action.GATEWAY_LIST, Action.GATEWAY_READ, Action.AUDIT_READ,
                      Action.ALERT_READ, Action.USER_READ, Action.RELEASE_READ,
                      Action.SECRET_READ})
-_OPERATOR = _VIEWER | {Action.GATEWAY_REVOKE, Action.GATEWAY_CLAIM, Action.GROUP_MANAGE}
+_OPERATOR = _VIEWER | {Action.GATEWAY_REVOKE, Action.GATEWAY_CLAIM, Action.GROUP_MANAGE,
+                       Action.ALERT_MANAGE, Action.GATEWAY_REMEDIATE}
 # Secrets are admin-only, operators included out: a secret set is what every gateway's apps
 # then authenticate with (set the broker password and the broker URL, and an app talks to
 # whoever chose them), and a recovery key or credential revealed opens a device's data or a
 # customer's service. That is the weight of publishing apps or opening their sandbox
 # (complain mode), which are admin's too; operators run the fleet without holding its keys.
+# The alert web hook is admins' too: it sends the tenant's alerts out, signed with its key.
 _ADMIN = _OPERATOR | {Action.USER_MANAGE, Action.TOKEN_MANAGE, Action.APP_PUBLISH,
-                      Action.APP_MODE, Action.SECRET_MANAGE, Action.SECRET_REVEAL}
+                      Action.APP_MODE, Action.SECRET_MANAGE, Action.SECRET_REVEAL,
+                      Action.ALERT_HOOK}
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: _VIEWER, Role.OPERATOR: _OPERATOR, Role.ADMIN: _ADMIN,
 }

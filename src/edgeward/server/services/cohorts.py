@@ -2,8 +2,10 @@
 
 For each cohort, the latest value of every metric from every gateway (the cohort's level
 now, which explains a shift they share), and each gateway's baseline median (whose
-median and spread are the prior a new gateway of the cohort starts from). Both are
-rebuilt within one report interval after a restart; until then a new gateway starts
+median and spread are the prior a new gateway of the cohort starts from). In a large
+cohort both are computed once in a while rather than at every report (one gateway does
+not move a large cohort's median). Both are rebuilt within one report interval after a
+restart; until then a new gateway starts
 from the metric's default prior and no shift is explained.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -25,10 +28,17 @@ def cohort_of(model: str, apps: Iterable[str]) -> str:
     return f"{model[:40]}/{hashlib.sha256(names.encode()).hexdigest()[:12]}"
 
 
+EXACT_BELOW = 20  # gateways: a smaller cohort is judged exactly, without this gateway
+LEVEL_FOR = 5.0  # seconds a large cohort's level stands (its median barely moves)
+PRIOR_FOR = 60.0  # seconds a large cohort's prior stands
+
+
 @dataclass
 class _Cohort:
     now: CohortNow = field(default_factory=CohortNow)
     medians: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> gw -> median
+    levels: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # (at, level)
+    priors: dict[str, tuple[float, Prior]] = field(default_factory=dict)  # (monotonic, prior)
 
 
 class Cohorts:
@@ -48,8 +58,16 @@ class Cohorts:
             self._get(cohort).now.record(gateway, at, values)
 
     def level(self, cohort: str, key: str, gateway: str, at: float) -> float | None:
+        """The cohort's level now, without this gateway; in a large cohort (where one
+        gateway cannot move the median) computed once every ``LEVEL_FOR`` seconds."""
         with self._lock:
-            return self._get(cohort).now.level(key, gateway, at)
+            found = self._get(cohort)
+            if len(found.now.latest.get(key, {})) < EXACT_BELOW:
+                return found.now.level(key, gateway, at)
+            cached = found.levels.get(key)
+            if cached is None or abs(at - cached[0]) > LEVEL_FOR:
+                cached = found.levels[key] = (at, found.now.level(key, "", at))
+            return cached[1]
 
     def reporting(self, cohort: str, at: float) -> int:
         with self._lock:
@@ -67,13 +85,23 @@ class Cohorts:
         if spec is None:
             return None
         with self._lock:
-            medians = [m for who, m in self._get(cohort).medians.get(key, {}).items()
-                       if who != gateway]
+            found = self._get(cohort)
+            known = found.medians.get(key, {})
+            cached = found.priors.get(key)
+            if len(known) >= EXACT_BELOW and cached is not None and \
+                    time.monotonic() - cached[0] < PRIOR_FOR:
+                return cached[1]
+            medians = [m for who, m in known.items()
+                       if who != gateway or len(known) >= EXACT_BELOW]
         if len(medians) < MIN_COHORT:
             return spec.prior
         made = cohort_prior(medians, spec.prior.weight)
         # the cohort's spread of medians, but never tighter than the metric's default
-        return Prior(made.median, max(made.mad, spec.prior.mad), made.weight)
+        prior = Prior(made.median, max(made.mad, spec.prior.mad), made.weight)
+        if len(medians) >= EXACT_BELOW:
+            with self._lock:
+                found.priors[key] = (time.monotonic(), prior)
+        return prior
 
     def forget(self, gateway: str) -> None:
         with self._lock:

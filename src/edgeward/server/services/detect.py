@@ -38,7 +38,7 @@ def judge(session: Session, cohorts: Cohorts, gateway: Gateway, monitor: Gateway
     states = {s.key: s for s in session.execute(
         select(DetectorState).where(DetectorState.gateway_id == gateway.id)).scalars()}
     raised = _metrics(session, cohorts, gateway, monitor.cohort, values, at, fresh, states)
-    raised += _endpoints(session, gateway, monitor, new, at, learning)
+    raised += endpoints(session, gateway, monitor, new, at, learning)
     raised += _rules(session, gateway, values, at, states)
     return raised
 
@@ -113,7 +113,7 @@ def _cohort_notice(session: Session, gateway: Gateway, cohort: str, signal: Sign
     return 1
 
 
-def _endpoints(session: Session, gateway: Gateway, monitor: GatewayMonitor,
+def endpoints(session: Session, gateway: Gateway, monitor: GatewayMonitor,
                new: dict[str, list[tuple[str, str, str]]], at: dt.datetime,
                learning: bool) -> int:
     raised = 0

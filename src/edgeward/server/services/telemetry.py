@@ -133,13 +133,18 @@ def _aware(when: dt.datetime) -> dt.datetime:
 
 def _endpoints(session: Session, gateway: Gateway, report: Report, at: dt.datetime
                ) -> dict[str, list[tuple[str, str, str]]]:
-    """Update what the gateway was seen with; return the values new to it, per kind,
-    with the owning app and process."""
+    return remember(session, gateway,
+                    [("listen", x.value, x.app, x.process) for x in report.listening] +
+                    [("remote", x.value, x.app, x.process) for x in report.remotes], at)
+
+
+def remember(session: Session, gateway: Gateway, current: list[tuple[str, str, str, str]],
+             at: dt.datetime) -> dict[str, list[tuple[str, str, str]]]:
+    """Update what the gateway was seen with (kind, value, app, process); return the
+    values new to it, per kind, with the owning app and process."""
     known = {(e.kind, e.value): e for e in session.execute(
         select(Endpoint).where(Endpoint.gateway_id == gateway.id)).scalars()}
     new: dict[str, list[tuple[str, str, str]]] = {"listen": [], "remote": []}
-    current = [("listen", x.value, x.app, x.process) for x in report.listening] + \
-              [("remote", x.value, x.app, x.process) for x in report.remotes]
     for kind, value, app, process in current:
         row = known.get((kind, value[:160]))
         if row is not None:

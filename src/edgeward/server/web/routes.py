@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -29,8 +29,10 @@ from edgeward.server.services import (
     alerts,
     appstatus,
     audit,
+    findings,
     registry,
     releases,
+    remediation,
     rollouts,
     security,
     tokens,
@@ -38,6 +40,7 @@ from edgeward.server.services import (
 )
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.state import state_of
+from edgeward.server.web import charts, health
 
 COOKIE = "ew_session"
 HEADERS = {
@@ -120,16 +123,18 @@ def logout(request: Request) -> Response:
 @router.get("/")
 def fleet(request: Request) -> Response:
     def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
-        gateways = [registry.describe(g, now) for g in registry.visible(session, who)]
+        rows = registry.visible(session, who)
+        gateways = [registry.describe(g, now) for g in rows]
         counted = Counter(g["attestation"] for g in gateways)
-        return {"gateways": gateways,
+        return {"gateways": gateways, "health": health.summary(session, rows, now),
                 "counts": [(s, counted[s]) for s in ORDER if counted[s] or s == "attested"]}
 
     return _render(request, Action.GATEWAY_LIST, "fleet.html", "Fleet", build)
 
 
 @router.get("/gateways/{serial}")
-def gateway(serial: Serial, request: Request) -> Response:
+def gateway(serial: Serial, request: Request,
+            hours: Annotated[int, Query(ge=1, le=168)] = 6) -> Response:
     def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
         found = registry.find(session, who, serial, Action.GATEWAY_READ)
         events = [e for e in audit.events(session, who, 1000)
@@ -141,7 +146,10 @@ def gateway(serial: Serial, request: Request) -> Response:
                 "update_events": updates.events(session, found, 10),
                 "apps": appstatus.of_gateway(session, found),
                 "security_events": security.listed(session, who, gateway=serial, limit=20),
-                "dropped": security.dropped(session, who, found)["total"]}
+                "dropped": security.dropped(session, who, found)["total"],
+                "findings": findings.listed(session, who, now, gateway=serial),
+                "charts": charts.for_gateway(session, who, found, now,
+                                             dt.timedelta(hours=hours)), "hours": hours}
 
     return _render(request, Action.GATEWAY_READ, "gateway.html", f"Gateway {serial}", build)
 
@@ -157,9 +165,17 @@ def audit_page(request: Request) -> Response:
 
 @router.get("/alerts")
 def alerts_page(request: Request) -> Response:
+    """Alerts (all, or open only) with their forms; the forms post to :mod:`.alerts`."""
+    view = "open" if request.query_params.get("status") == "open" else "all"
+
     def build(session: Session, who: Principal, now: dt.datetime) -> dict[str, Any]:
-        return {"alerts": [{"at": registry.iso(a.at), "gateway": serial, "kind": a.kind,
-                            "detail": a.detail} for a, serial in alerts.visible(session, who)]}
+        found = alerts.visible(session, who, 200, status="open" if view == "open" else None)
+        ordered = remediation.for_alerts(session, who, [a.id for a, _ in found])
+        return {"alerts": [{**alerts.describe(a, serial), "actions": [
+                    f"{o.action}{' ' + o.app if o.app else ''}: {o.status}"
+                    for o in ordered.get(a.id, [])]} for a, serial in found],
+                "view": view, "manage": Action.ALERT_MANAGE in who.allowed(),
+                "remediate": Action.GATEWAY_REMEDIATE in who.allowed()}
 
     return _render(request, Action.ALERT_READ, "alerts.html", "Alerts", build)
 
