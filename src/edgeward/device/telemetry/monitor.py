@@ -111,7 +111,8 @@ class Monitoring:
         """Sockets now; what was never seen becomes an event (the first scan ever only
         learns: it is what the gateway came with)."""
         owners = self._apps()
-        found = sockets.scan(owners, self._scope(owners))
+        scope = self._scope(owners)
+        found = sockets.scan(owners, scope)
         before = len(self.seen)
         for s in found:
             key = f"{s.kind}:{s.key}"
@@ -123,7 +124,7 @@ class Monitoring:
                         if s.kind == "listen" else f"new remote host {s.address}:{s.port}")
                 self.outbox.add(SecurityEvent(time.time(), s.app, s.kind,
                                               f"{what} ({s.process or '?'})", s.to_dict()))
-        for pid, exe, app in sockets.writable_execs(owners, self._scope(owners)):
+        for pid, exe, app in sockets.writable_execs(owners, scope):
             if (pid, exe) not in self.execs:
                 self.execs.add((pid, exe))
                 self.outbox.add(SecurityEvent(
@@ -222,24 +223,33 @@ class Monitoring:
             self.say(f"hardening audit: {e.message}")
 
     def _deliver(self) -> None:
-        with self.client() as client:
+        """Post what is pending; a connection is made only when something is."""
+        client: ApiClient | None = None
+
+        def post(path: str, body: dict[str, Any], done: Callable[[], object]) -> None:
+            nonlocal client
+            client = client or self.client()
+            self._post(client, path, body, done)
+
+        try:
             events = self.outbox.take()
             if events:
-                self._post(client, "/v1/gateway/events",
-                           {"batch": self.outbox.batch_id,
-                            "events": [e.to_dict() for e in events]},
-                           lambda: self.outbox.sent(events))
+                post("/v1/gateway/events", {"batch": self.outbox.batch_id,
+                                            "events": [e.to_dict() for e in events]},
+                     lambda: self.outbox.sent(events))
             while len(self.spool):
                 batch, reports = self.spool.take()
-                self._post(client, "/v1/gateway/telemetry",
-                           {"batch": batch, "reports": reports}, self.spool.sent)
+                post("/v1/gateway/telemetry", {"batch": batch, "reports": reports},
+                     self.spool.sent)
             lines = self.logs.take()
             if lines.lines:
-                self._post(client, "/v1/gateway/logs", lines.body(),
-                           lambda: self.logs.sent(lines))
+                post("/v1/gateway/logs", lines.body(), lambda: self.logs.sent(lines))
             if self.pending_audit is not None:
-                self._post(client, "/v1/gateway/audit", self.pending_audit,
-                           lambda: setattr(self, "pending_audit", None))
+                post("/v1/gateway/audit", self.pending_audit,
+                     lambda: setattr(self, "pending_audit", None))
+        finally:
+            if client is not None:
+                client.close()
 
     def _post(self, client: ApiClient, path: str, body: dict[str, Any],
               done: Callable[[], object]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,8 +25,14 @@ def make_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     try:
         if scheme == "sqlite":
-            engine = create_engine(url, connect_args={"check_same_thread": False})
+            # the driver's own transaction handling off: each transaction begins IMMEDIATE
+            # (it takes the write lock at once, waiting its turn under busy_timeout); a
+            # deferred one that read first and then writes fails at once, without
+            # waiting, when another writer committed in between (WAL's snapshot rule)
+            engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                      "isolation_level": None})
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     except ArgumentError as e:
@@ -40,6 +48,10 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Database:
     """An engine and its sessions; one transaction per unit of work."""
 
@@ -47,11 +59,17 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._turn: contextlib.AbstractContextManager[object] = (
+            threading.RLock() if self.engine.dialect.name == "sqlite"
+            else contextlib.nullcontext())
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session whose work is committed together, or not at all."""
-        with self._sessions() as session, session.begin():
+        """A session whose work is committed together, or not at all. On SQLite the
+        server's transactions take turns in the process (one writer at a time is all
+        SQLite allows; a lock queues them instead of SQLite's busy-wait, whose polling
+        left a few requests waiting seconds behind the others)."""
+        with self._turn, self._sessions() as session, session.begin():
             yield session
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from edgeward.errors import Conflict, InputError, NotFound
 from edgeward.server.db.models import AuditEvent, Gateway, GatewayGroup, TenantSecret
+from edgeward.server.db.monitoring import GatewayMonitor
 from edgeward.server.services import alerts, audit, groups, keystore, registry
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.services.tenants import check_name
@@ -130,11 +131,16 @@ def listed(session: Session, principal: Principal, app: str | None = None
 def refusal(session: Session, gateway: Gateway, now: dt.datetime, what: str = "its secrets",
             action: str = REFUSED) -> str | None:
     """Why ``gateway`` may not have ``what`` now (recorded as ``action``, once per quiet
-    window, and alerted), or None while its last attestation is good (and not stale)."""
+    window, and alerted), or None while its last attestation is good (and not stale) and
+    it is not quarantined."""
     status = registry.attestation_status(gateway, now)
-    if status == "attested":
+    monitor = session.get(GatewayMonitor, gateway.id)
+    held = monitor is not None and monitor.quarantined
+    if status == "attested" and not held:
         return None
-    reason = (f"gateway {gateway.serial} is refused {what}: its last attestation is "
+    reason = (f"gateway {gateway.serial} is refused {what}: it is quarantined (only its "
+              "update and monitoring channels stay open)" if held else
+              f"gateway {gateway.serial} is refused {what}: its last attestation is "
               f"{status}{': ' + gateway.attestation_detail if status == 'failed' else ''}; "
               "attest again")
     recent = session.execute(select(AuditEvent.id).where(
@@ -143,7 +149,8 @@ def refusal(session: Session, gateway: Gateway, now: dt.datetime, what: str = "i
     if recent is None:  # an agent asking every minute leaves one record, not a flood
         audit.record(session, gateway.tenant_id, f"gateway/{gateway.serial}", action,
                      gateway.serial, now, attestation=status)
-    alerts.raise_alert(session, gateway, "secrets-refused", reason, now)
+    if not held:  # an operator's quarantine is no news to the operator
+        alerts.raise_alert(session, gateway, "secrets-refused", reason, now)
     return reason
 
 

@@ -12,16 +12,14 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from edgeward.errors import AuthenticationError, InputError, NotFound, PermissionDenied, StateError
-from edgeward.server.app_errors import status_of
-from edgeward.server.services import alertlife, alerts, remediation, tokens
+from edgeward.errors import InputError
+from edgeward.server.services import alertlife, alerts, remediation
 from edgeward.server.services.authz import Action, Principal
-from edgeward.server.state import state_of
-from edgeward.server.web.routes import COOKIE, HEADERS, _same_origin, page
+from edgeward.server.web.routes import form_action
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,21 +48,9 @@ def _apply(session: Session, who: Principal, alert_id: int, step: str,
 
 
 def _act(request: Request, alert_id: int, step: str, form: dict[str, str]) -> Response:
-    if not _same_origin(request):
-        return page("base.html", status=403, who=None,
-                    title="refused: the form was posted from another site")
-    state = state_of(request)
-    who: Principal | None = None
-    try:
-        with state.db.transaction() as session:
-            who = tokens.authenticate(session, request.cookies.get(COOKIE), state.clock())
-            _apply(session, who, alert_id, step, form, state.clock())
-    except AuthenticationError:
-        return RedirectResponse("/login", status_code=303, headers=HEADERS)
-    except (PermissionDenied, NotFound, StateError, InputError) as e:
-        return page("base.html", status=status_of(e), title=e.message, who=who)
     back = "/alerts?status=open" if form.get("view") == "open" else "/alerts"
-    return RedirectResponse(f"{back}#alert-{alert_id}", status_code=303, headers=HEADERS)
+    return form_action(request, lambda session, who, now: _apply(
+        session, who, alert_id, step, form, now), f"{back}#alert-{alert_id}")
 
 
 @router.post("/alerts/{alert_id}/{step}")

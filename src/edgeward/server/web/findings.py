@@ -15,6 +15,7 @@ from edgeward.errors import NotFound
 from edgeward.server.services import findings
 from edgeward.server.services.authz import Action, Principal
 from edgeward.server.services.fleetaudit import SEVERITIES
+from edgeward.server.web.filters import query_filters
 from edgeward.server.web.routes import _render
 
 router = APIRouter(include_in_schema=False)
@@ -26,16 +27,7 @@ LIMIT = 2000
 
 
 def filters(request: Request) -> tuple[dict[str, str], str | None]:
-    """The page's filters from its query string; an invalid one is named and ignored."""
-    chosen: dict[str, str] = {}
-    for name, pattern in FILTERS.items():
-        value = request.query_params.get(name, "").strip()
-        if not value:
-            continue
-        if not pattern.match(value):
-            return {}, f"filter {name}={value[:64]!r} is not valid: showing all findings"
-        chosen[name] = value
-    return chosen, None
+    return query_filters(request, FILTERS, "findings")
 
 
 def grouped(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from edgeward.server.services import logstore
 from edgeward.server.services.authz import Action, Principal
 from edgeward.server.services.registry import aware
+from edgeward.server.web.filters import query_filters
 from edgeward.server.web.routes import _render
 
 router = APIRouter(include_in_schema=False)
@@ -30,16 +31,7 @@ SHOWN = 300
 
 
 def filters(request: Request) -> tuple[dict[str, str], str | None]:
-    """The page's filters from its query string; an invalid one is named and ignored."""
-    chosen: dict[str, str] = {}
-    for name, pattern in FILTERS.items():
-        value = request.query_params.get(name, "").strip()
-        if not value:
-            continue
-        if not pattern.match(value):
-            return {}, f"filter {name}={value[:64]!r} is not valid: showing all lines"
-        chosen[name] = value
-    return chosen, None
+    return query_filters(request, FILTERS, "lines")
 
 
 def shown(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:

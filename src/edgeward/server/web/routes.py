@@ -22,7 +22,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
-from edgeward.errors import AuthenticationError, NotFound, PermissionDenied, StateError
+from edgeward.errors import (
+    AuthenticationError,
+    InputError,
+    NotFound,
+    PermissionDenied,
+    StateError,
+)
 from edgeward.server.api.models import Serial
 from edgeward.server.app_errors import status_of
 from edgeward.server.services import (
@@ -193,10 +199,10 @@ def updates_page(request: Request) -> Response:
     return _render(request, Action.RELEASE_READ, "updates.html", "Updates", build)
 
 
-@router.post("/rollouts/{rollout_id}/{action}")
-def rollout_action(rollout_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
-                   action: Literal["pause", "resume", "abort"], request: Request) -> Response:
-    """A pause, resume or abort button: same-site form, the session cookie's principal."""
+def form_action(request: Request, work: Callable[[Session, Principal, dt.datetime], object],
+                back: str) -> Response:
+    """A dashboard button: a same-site form post, done as the session cookie's principal
+    in one transaction, then back to ``back`` (a refusal is a page saying why)."""
     if not _same_origin(request):
         return page("base.html", status=403, who=None,
                     title="refused: the form was posted from another site")
@@ -205,10 +211,17 @@ def rollout_action(rollout_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
     try:
         with state.db.transaction() as session:
             who = tokens.authenticate(session, request.cookies.get(COOKIE), state.clock())
-            rollouts.act(session, who, rollout_id, action, state.clock())
+            work(session, who, state.clock())
     except AuthenticationError:
         return RedirectResponse("/login", status_code=303, headers=HEADERS)
-    except (PermissionDenied, NotFound, StateError) as e:
+    except (PermissionDenied, NotFound, StateError, InputError) as e:
         return page("base.html", status=status_of(e), title=e.message, who=who)
-    return RedirectResponse(f"/updates#rollout-{rollout_id}", status_code=303,
-                            headers=HEADERS)
+    return RedirectResponse(back, status_code=303, headers=HEADERS)
+
+
+@router.post("/rollouts/{rollout_id}/{action}")
+def rollout_action(rollout_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                   action: Literal["pause", "resume", "abort"], request: Request) -> Response:
+    """A pause, resume or abort button: same-site form, the session cookie's principal."""
+    return form_action(request, lambda session, who, now: rollouts.act(
+        session, who, rollout_id, action, now), f"/updates#rollout-{rollout_id}")

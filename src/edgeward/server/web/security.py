@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from edgeward.server.services import security
 from edgeward.server.services.authz import Action, Principal
 from edgeward.server.services.intake import KINDS
+from edgeward.server.web.filters import query_filters
 from edgeward.server.web.routes import _render
 
 router = APIRouter(include_in_schema=False)
@@ -54,16 +55,7 @@ def chart(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def filters(request: Request) -> tuple[dict[str, str], str | None]:
-    """The page's filters from its query string; an invalid one is named and ignored."""
-    chosen: dict[str, str] = {}
-    for name, pattern in FILTERS.items():
-        value = request.query_params.get(name, "").strip()
-        if not value:
-            continue
-        if not pattern.match(value):
-            return {}, f"filter {name}={value[:64]!r} is not valid: showing all events"
-        chosen[name] = value
-    return chosen, None
+    return query_filters(request, FILTERS, "events")
 
 
 @router.get("/security")
