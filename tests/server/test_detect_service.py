@@ -156,3 +156,18 @@ def test_a_large_cohorts_level_and_prior_are_reused_a_small_ones_exact() -> None
     cohorts.learnt("large", "g5", "cpu_percent", 500.0)
     assert cohorts.prior("large", "cpu_percent", "g0") == prior  # reused for a minute
     assert cohorts.prior("small", "app/x/cpu_percent", "g0") is not None  # the default
+
+
+def test_two_devices_with_one_identity_are_a_clone_not_a_gateway_forever_rebooting(
+        db: Database) -> None:
+    rng, cohorts = random.Random(9), Cohorts()
+    settle(db, cohorts, rng, minutes=20)  # every gateway has its level, boot "a" * 32
+    at = START + dt.timedelta(minutes=20)
+    trail = [report(at + dt.timedelta(seconds=15 * i), rng.gauss(10, 1.5),
+                    boot=("b" if i % 2 else "a") * 32) for i in range(8)]
+    send(db, cohorts, "gw-4", trail)
+    assert alerts(db) == [("gw-4", "cloned-identity", "high")]
+    mined = [report(at + dt.timedelta(minutes=3, seconds=30 * i), 97.0,
+                    boot=("b" if i % 2 else "a") * 32) for i in range(2)]
+    send(db, cohorts, "gw-4", mined)  # not explained away as a fresh boot
+    assert ("gw-4", "anomaly.cpu_percent", "high") in alerts(db)

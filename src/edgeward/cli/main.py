@@ -16,6 +16,7 @@ from edgeward.cli.fleet import fleet
 from edgeward.cli.release import release
 from edgeward.cli.rollout import rollout
 from edgeward.cli.server import server
+from edgeward.cli.sim import sim
 from edgeward.errors import Error
 
 
@@ -37,6 +38,7 @@ cli.add_command(server)
 cli.add_command(fleet)
 cli.add_command(release)
 cli.add_command(app)
+cli.add_command(sim)
 release.add_command(rollout)
 
 

@@ -101,6 +101,7 @@ class GatewayMonitor(Base):
     first_report_at: Mapped[dt.datetime | None] = _maybe()
     last_report_at: Mapped[dt.datetime | None] = _maybe()
     boot_id: Mapped[str] = mapped_column(String(32), default="")  # of the latest report
+    previous_boot_id: Mapped[str] = mapped_column(String(32), default="", server_default="")
     boot_changed_at: Mapped[dt.datetime | None] = _maybe()
     quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
     quarantined_at: Mapped[dt.datetime | None] = _maybe()

@@ -175,7 +175,8 @@ class Baseline:
             raise InputError("baseline state: malformed") from e
         made = cls(prior, settings or Settings(), deque(samples), anomalous, streak, pending,
                    warming)
-        made._learn()  # trims to the window
+        while len(made.samples) > made.settings.window:  # a smaller window than before
+            made.samples.popleft()
         return made
 
 

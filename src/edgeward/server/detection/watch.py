@@ -5,10 +5,10 @@ An anomaly the baseline opens is raised, unless something else explains it:
 
 - ``after-change``: the gateway has just booted or changed release (a rollout, a reboot
   storm): the baseline then learns the new level instead of alerting;
-- ``cohort``: the rest of its cohort is at the same level right now (a busy hour, an
-  outage, a release that costs more CPU everywhere): one notice for the cohort, not an
-  alert per gateway. If the gateway then parts from its cohort (a miner during the busy
-  hour), the anomaly is raised after all.
+- ``cohort``: the rest of its cohort is at the same level right now, or moved as much
+  (a busy hour, an outage, a release that costs more CPU everywhere): one notice for
+  the cohort, not an alert per gateway. If the gateway then parts from its cohort (a
+  miner during the busy hour), the anomaly is raised after all.
 
 The cohort's level is the median of the other gateways' latest values, in
 :class:`CohortNow` (None when fewer than ``MIN_COHORT`` report). Pure: values in,
@@ -110,8 +110,16 @@ class MetricWatch:
         return out
 
     def _z_against(self, scaled: float, spec: metrics.MetricSpec, cohort: float) -> float:
-        _, mad = self.baseline.centre()
-        return MAD_TO_SIGMA * (scaled - metrics.scale(spec, cohort)) / mad
+        """How far the sample is from where the cohort's move puts it: the cohort's level
+        now, or the gateway's own level moved as the cohort moved from its usual (a
+        gateway that runs hotter than its cohort stays hotter in the busy hour); the
+        nearer of the two."""
+        median, mad = self.baseline.centre()
+        level, usual = metrics.scale(spec, cohort), self.baseline.prior.median
+        moved = median * level / usual if not spec.log and usual > 0 else \
+            median + level - usual
+        return min(MAD_TO_SIGMA * (scaled - level) / mad,
+                   MAD_TO_SIGMA * (scaled - moved) / mad, key=abs)
 
     # --- persistence ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -97,7 +97,8 @@ def _cohort_notice(session: Session, gateway: Gateway, cohort: str, signal: Sign
     recent = session.execute(select(Alert.id).where(
         Alert.tenant_id.is_(None) if gateway.tenant_id is None
         else Alert.tenant_id == gateway.tenant_id,
-        Alert.kind == kind, Alert.at >= at - alerts.QUIET).limit(1)).first()
+        Alert.kind == kind, Alert.detail.like(f"cohort {cohort}:%"),
+        Alert.at >= at - alerts.QUIET).limit(1)).first()
     if recent is not None:
         return 0
     shifted = session.execute(select(func.count()).select_from(DetectorState).join(

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from edgeward.server.db.models import Gateway
 from edgeward.server.db.monitoring import Endpoint, GatewayMonitor, IngestReceipt, MetricPoint
-from edgeward.server.detection import metrics
-from edgeward.server.services import detect
+from edgeward.server.detection import clones, metrics
+from edgeward.server.services import alerts, detect
 from edgeward.server.services.cohorts import Cohorts, cohort_of
 from edgeward.server.services.intake import occurred
 
@@ -96,19 +96,24 @@ def ingest(session: Session, cohorts: Cohorts, gateway: Gateway, batch: str,
            reports: Sequence[Report], now: dt.datetime) -> dict[str, object]:
     if not received(session, gateway, batch, "telemetry", now):
         return {"stored": 0, "duplicate": True}
-    alerts_raised = 0
     ordered = sorted(reports, key=lambda r: r.at)
     apps = {name for r in ordered for name in r.apps}
     monitor = monitor_of(session, gateway, cohort_of(gateway.model, apps))
+    alerts_raised = 0
     if apps or not monitor.cohort:
         monitor.cohort = cohort_of(gateway.model, apps)
     points = []
     for report in ordered:
         at = occurred(report.at, now)
         if report.boot_id and report.boot_id != monitor.boot_id:
-            if monitor.boot_id:  # not the first report ever: a boot or a new release
+            current, previous, cloned = clones.step(monitor.boot_id,
+                                                    monitor.previous_boot_id, report.boot_id)
+            if cloned:  # an older boot came back: two devices, one identity, and the
+                monitor.boot_changed_at = None  # "boot" before was the second appearing
+                alerts_raised += _cloned(session, gateway, at)
+            elif monitor.boot_id:  # not the first report ever: a boot or a new release
                 monitor.boot_changed_at = at
-            monitor.boot_id = report.boot_id
+            monitor.boot_id, monitor.previous_boot_id = current, previous
         fresh = monitor.boot_changed_at is not None and \
             at - _aware(monitor.boot_changed_at) < FRESH
         values = report.flat()
@@ -125,6 +130,15 @@ def ingest(session: Session, cohorts: Cohorts, gateway: Gateway, batch: str,
     if points:
         session.execute(insert(MetricPoint), points)
     return {"stored": len(ordered), "duplicate": False, "alerts": alerts_raised}
+
+
+def _cloned(session: Session, gateway: Gateway, at: dt.datetime) -> int:
+    """The registry's alert for a cloned identity, from the telemetry's boot ids."""
+    return alerts.raise_alert(
+        session, gateway, "cloned-identity",
+        f"certificate of {gateway.serial} is in use by two running devices (their "
+        "reports alternate between two boots)", at, severity="high", source="identity",
+        evidence={"seen_in": "telemetry"}) is not None
 
 
 def _aware(when: dt.datetime) -> dt.datetime:

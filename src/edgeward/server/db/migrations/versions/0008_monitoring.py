@@ -98,6 +98,7 @@ def upgrade() -> None:
         _when("first_report_at", nullable=True),
         _when("last_report_at", nullable=True),
         sa.Column("boot_id", sa.String(32), nullable=False),
+        sa.Column("previous_boot_id", sa.String(32), nullable=False, server_default=""),
         _when("boot_changed_at", nullable=True),
         sa.Column("quarantined", sa.Boolean, nullable=False),
         _when("quarantined_at", nullable=True),
