@@ -16,7 +16,7 @@ from sqlalchemy import select
 from edgeward.server.db import migrate
 from edgeward.server.db.engine import Database
 from edgeward.server.db.models import Alert, Gateway, Tenant
-from edgeward.server.db.monitoring import AlertRule, MetricPoint
+from edgeward.server.db.monitoring import AlertRule, DetectorState, MetricPoint
 from edgeward.server.services import telemetry
 from edgeward.server.services.cohorts import Cohorts
 
@@ -171,3 +171,15 @@ def test_two_devices_with_one_identity_are_a_clone_not_a_gateway_forever_rebooti
                     boot=("b" if i % 2 else "a") * 32) for i in range(2)]
     send(db, cohorts, "gw-4", mined)  # not explained away as a fresh boot
     assert ("gw-4", "anomaly.cpu_percent", "high") in alerts(db)
+
+
+def test_a_detector_state_that_no_longer_reads_starts_afresh(db: Database) -> None:
+    cohorts = Cohorts()
+    send(db, cohorts, "gw-1", [report(START, 10.0)])
+    with db.transaction() as session:
+        for row in session.execute(select(DetectorState)).scalars():
+            row.state = {"baseline": "garbled"}
+    assert send(db, cohorts, "gw-1", [report(START + dt.timedelta(seconds=30), 10.0)]) == 0
+    with db.transaction() as session:
+        states = session.execute(select(DetectorState)).scalars().all()
+        assert all(isinstance(s.state["baseline"], dict) for s in states)

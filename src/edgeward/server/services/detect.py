@@ -19,9 +19,11 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
+from edgeward.errors import InputError
 from edgeward.server.db.models import Alert, Gateway
 from edgeward.server.db.monitoring import AlertRule, DetectorState, Endpoint, GatewayMonitor
 from edgeward.server.detection import metrics
+from edgeward.server.detection.baseline import Prior
 from edgeward.server.detection.rarity import new_and_rare
 from edgeward.server.detection.rules import Rule, RuleClock
 from edgeward.server.detection.watch import MetricWatch, Signal
@@ -54,8 +56,7 @@ def _metrics(session: Session, cohorts: Cohorts, gateway: Gateway, cohort: str,
         watched[key] = value
         prior = cohorts.prior(cohort, key, gateway.serial)
         row = states.get(key)
-        watch = MetricWatch.from_dict(key, dict(row.state), prior) if row else \
-            MetricWatch.new(key, prior)
+        watch = _restored(key, row, prior)
         signals = watch.observe(value, cohorts.level(cohort, key, gateway.serial, stamp), fresh)
         if row is None:
             row = DetectorState(gateway_id=gateway.id, key=key, state={}, anomalous=False)
@@ -70,6 +71,17 @@ def _metrics(session: Session, cohorts: Cohorts, gateway: Gateway, cohort: str,
             raised += _alert(session, gateway, cohort, signal, at)
     cohorts.record(cohort, gateway.serial, stamp, watched)
     return raised
+
+
+def _restored(key: str, row: DetectorState | None, prior: Prior | None) -> MetricWatch:
+    """The watch as stored, or a new one (a state that no longer reads, written by an
+    older server, starts afresh from the cohort's prior rather than refuse the report)."""
+    if row is not None:
+        try:
+            return MetricWatch.from_dict(key, dict(row.state), prior)
+        except InputError:
+            pass
+    return MetricWatch.new(key, prior)
 
 
 def _alert(session: Session, gateway: Gateway, cohort: str, signal: Signal,
