@@ -7,9 +7,12 @@
   its data folder): it drops a miner binary and tries to run it, which the sandbox
   refuses (its writable folder is not executable) and reports, then mines inside the
   app's own interpreter, and tries to reach its pool, which the egress filter refuses;
-- the fleet server's detectors see the app's CPU leave its baseline and raise an alert
-  (on the dashboard, and over the API the demo reads it from), the miner's own log lines
-  one query away; the operator stops the app from the alert, and the gateway does.
+- the refused connection to the pool, a host none of the cohort talks to, is an alert
+  within seconds (the denial is pushed at once); the app's CPU leaving its baseline is
+  one two reports later (a jump is confirmed by a second report, so a lone spike is
+  not an alert); both on the dashboard and over the API the demo reads them from, the
+  miner's own log lines one query away; the operator stops the app from the alert, and
+  the gateway does.
 """
 
 from __future__ import annotations
@@ -69,7 +72,9 @@ class MonitorStory:
     gateway: str = ""
     interval: float = INTERVAL
     quiet_reports: int = 0
-    detected_after: float | None = None  # seconds from the attack to the alert
+    first_alert_after: float | None = None  # seconds from the attack to its first alert
+    first_alert: dict[str, Any] = field(default_factory=dict)
+    detected_after: float | None = None  # seconds from the attack to the CPU alert
     alert: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     denials: list[str] = field(default_factory=list)
@@ -77,14 +82,17 @@ class MonitorStory:
 
     @property
     def ok(self) -> bool:
-        return (self.detected_after is not None and self.alert.get("app") == "weather"
+        return (self.first_alert_after is not None
+                and self.first_alert_after <= INTERVAL + 1.0  # within one report interval
+                and self.detected_after is not None and self.alert.get("app") == "weather"
                 and any("xmrig" in line for line in self.logs) and self.stopped == "done")
 
     def to_dict(self) -> dict[str, Any]:
         return {"gateway": self.gateway, "interval": self.interval,
-                "quiet_reports": self.quiet_reports, "detected_after": self.detected_after,
-                "alert": self.alert, "logs": self.logs, "denials": self.denials,
-                "stopped": self.stopped}
+                "quiet_reports": self.quiet_reports,
+                "first_alert_after": self.first_alert_after, "first_alert": self.first_alert,
+                "detected_after": self.detected_after, "alert": self.alert,
+                "logs": self.logs, "denials": self.denials, "stopped": self.stopped}
 
 
 def _wait(check: Callable[[], Any], timeout: float, step: float = 0.25) -> Any:
@@ -103,10 +111,11 @@ def _reports(ops: ApiClient, gateway: str) -> int:
     return sum(int(p["count"]) for p in series["points"])
 
 
-def _miner_alert(ops: ApiClient, gateway: str) -> dict[str, Any] | None:
-    return next((a for a in ops.call("GET", "/v1/alerts?limit=50")
-                 if a["gateway"] == gateway and a["kind"] == "anomaly.cpu_percent"
-                 and a.get("app") == "weather"), None)
+def _alert(ops: ApiClient, gateway: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+    """The oldest alert about weather of one of ``kinds``."""
+    found = [a for a in ops.call("GET", f"/v1/alerts?gateway={gateway}&limit=50")
+             if a["kind"] in kinds and a.get("app") == "weather"]
+    return found[-1] if found else None
 
 
 def _attack(device: Path) -> None:
@@ -141,12 +150,20 @@ def run(directory: Path, admin: ApiClient, ops: ApiClient, ws: Workspace, url: s
         _attack(device)
         started = time.monotonic()
         say(f"  {gw}: an attacker starts a miner inside weather")
-        alert = _wait(lambda: _miner_alert(ops, gw), 10 * INTERVAL + 30)
+        first = _wait(lambda: _alert(ops, gw, ("egress.blocked", "anomaly.cpu_percent")),
+                      10 * INTERVAL + 30)
+        if first is not None:
+            story.first_alert_after = round(time.monotonic() - started, 1)
+            story.first_alert = first
+            say(f"  ALERT after {story.first_alert_after} s ({first['severity']}): "
+                f"{first['detail']}")
+        alert = _wait(lambda: _alert(ops, gw, ("anomaly.cpu_percent",)), 10 * INTERVAL + 30)
         if alert is not None:
             story.detected_after = round(time.monotonic() - started, 1)
             story.alert = alert
             say(f"  ALERT after {story.detected_after} s ({story.detected_after / INTERVAL:.1f}"
-                f" intervals): [{alert['severity']}] {alert['detail']}")
+                f" intervals: a jump is confirmed by a second report; {alert['severity']}): "
+                f"{alert['detail']}")
             around = ops.call("GET", f"/v1/logs?alert={alert['id']}&limit=50")
             story.logs = [f"{x['app'] or 'agent'}: {x['text']}" for x in around["lines"]
                           if x.get("app") == "weather"]

@@ -216,12 +216,21 @@ def test_demo_tells_the_story(reachable: Path) -> None:
     assert kept["flash_bytes"] > 1 << 20 and len(kept["markers"]) == 4 and not kept["found"]
     assert kept["rebooted_unlocked"] and kept["recovered"] == "gw-0005"
     assert kept["recovery_audited"]
+    watched = summary["monitoring"]  # a miner in weather: alerted, shown, stopped
+    assert watched["first_alert_after"] <= watched["interval"] + 1  # within one interval
+    assert watched["first_alert"]["kind"] in ("egress.blocked", "anomaly.cpu_percent")
+    assert watched["alert"]["kind"] == "anomaly.cpu_percent"
+    assert watched["alert"]["severity"] == "high" and watched["alert"]["app"] == "weather"
+    assert any("xmrig" in line for line in watched["logs"])
+    assert any("kworkerd" in w and "execute" in w for w in watched["denials"])
+    assert watched["stopped"] == "done"
     assert not mounts.mounts_under(reachable / "demo")  # every gateway off at the end
     human = edgeward("demo", "--dir", reachable / "again")
     assert "summary" in human.stdout and "refused" in human.stdout
     assert "signed updates" in human.stdout and "rolled-back" in human.stdout
     assert "apps on gw-0001" in human.stdout and "complain mode" in human.stdout
     assert "plaintexts in the stolen flash" in human.stdout
+    assert "a miner in weather" in human.stdout
 
 
 def test_the_demo_refuses_a_directory_app_users_cannot_reach(tmp_path: Path) -> None:

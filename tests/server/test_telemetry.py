@@ -143,3 +143,23 @@ def test_events_that_are_alerts_by_themselves_raise_at_once(fleet: Fleet) -> Non
     again = report(time.time(), listening=[{"proto": "tcp", "address": ANY,
                                             "port": 4444, "process": "nc", "app": APP}])
     assert post(fleet, "gw-1", [again])["alerts"] == 0
+
+
+def test_a_connection_refused_to_a_host_no_one_talks_to_is_an_alert(fleet: Fleet) -> None:
+    setup = prepare(fleet)
+    for serial in ("gw-1", "gw-2"):  # both talk to 198.51.100.7 (the app's cloud)
+        post(fleet, serial, history(time.time() - 3000, 5))
+
+    def refused(target: str, mechanism: str = "egress") -> dict[str, Any]:
+        return event("network", f"connect {target} denied ({mechanism})", access="connect",
+                     target=target, mechanism=mechanism)
+
+    with fleet.gateway("gw-1") as gw:
+        assert gw.post("/v1/gateway/events", json={"events": [
+            refused("198.51.100.7:8443"),  # its cohort's cloud, another port: a list to fix
+            refused("127.0.0.1:5000"),  # a neighbour on the gateway itself
+            refused("[2001:db8::66]:3333", "no-network")]}).is_success
+    raised = [a for a in alerts_of(setup) if a["kind"] == "egress.blocked"]
+    assert len(raised) == 1 and raised[0]["severity"] == "high" and raised[0]["app"] == APP
+    assert "[2001:db8::66]:3333" in raised[0]["detail"]
+    assert raised[0]["evidence"]["seen_by"] == 0

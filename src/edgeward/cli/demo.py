@@ -133,7 +133,10 @@ def _print_monitoring(story: MonitorStory) -> None:
     table.add_row("alert on the dashboard",
                   f"[red]{alert.get('severity')}[/] {alert.get('detail')}" if alert
                   else "[red]none[/]")
-    table.add_row("seconds from the attack to the alert",
+    table.add_row("seconds from the attack to its first alert",
+                  f"{story.first_alert_after} ({story.first_alert.get('kind')})"
+                  if story.first_alert_after is not None else "-")
+    table.add_row("seconds from the attack to the CPU alert",
                   f"{story.detected_after} ({story.detected_after / story.interval:.1f} "
                   "intervals)" if story.detected_after is not None else "-")
     table.add_row("the miner's own lines in the central logs",
