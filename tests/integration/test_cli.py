@@ -225,12 +225,12 @@ def test_demo_tells_the_story(reachable: Path) -> None:
     assert any("kworkerd" in w and "execute" in w for w in watched["denials"])
     assert watched["stopped"] == "done"
     assert not mounts.mounts_under(reachable / "demo")  # every gateway off at the end
-    human = edgeward("demo", "--dir", reachable / "again")
-    assert "summary" in human.stdout and "refused" in human.stdout
-    assert "signed updates" in human.stdout and "rolled-back" in human.stdout
-    assert "apps on gw-0001" in human.stdout and "complain mode" in human.stdout
-    assert "plaintexts in the stolen flash" in human.stdout
-    assert "a miner in weather" in human.stdout
+    human = result.stderr  # the summary for people, beside the JSON (one run, not two)
+    assert "summary" in human and "refused" in human
+    assert "signed updates" in human and "rolled-back" in human
+    assert "apps on gw-0001" in human and "complain mode" in human
+    assert "plaintexts in the stolen flash" in human
+    assert "a miner in weather" in human
 
 
 def test_the_demo_refuses_a_directory_app_users_cannot_reach(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,6 +40,8 @@ from psycopg import sql
 from edgeward.board.virtual import VirtualBoard
 from edgeward.factory.provision import provision
 from edgeward.factory.station import Factory
+from edgeward.server.db import migrate
+from edgeward.server.db.engine import Database
 from edgeward.server.runner import Running, Settings
 from tests.conftest import NOW, REQUIRE_REAL
 from tests.server.harness import Fleet, free_port
@@ -60,6 +62,7 @@ class PostgresCluster:
     host: str
     port: int
     user: str
+    templates: set[str] = field(default_factory=set)  # databases made to be copied
 
     def url(self, dbname: str) -> str:
         """A SQLAlchemy URL for ``dbname`` in this cluster (psycopg 3 driver)."""
@@ -197,22 +200,80 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A SQLAlchemy URL to an empty database, once on SQLite and once on PostgreSQL."""
+@contextlib.contextmanager
+def _fresh_database(request: pytest.FixtureRequest, tmp_path: Path, template: str | None
+                    ) -> Iterator[str]:
+    """A new database on the parametrised backend: empty, or a copy of ``template``."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/edgeward.db"
+        path = tmp_path / "edgeward.db"
+        if template is not None:
+            shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
         return
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     dbname = f"edgeward_{uuid.uuid4().hex[:16]}"
     with cluster.connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
+        if template is not None:
+            create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(dbname), sql.Identifier(template))
+        conn.execute(create)
     try:
         yield cluster.url(dbname)
     finally:
         with cluster.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                          .format(sql.Identifier(dbname)))
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Databases migrated to head once a session, copied for each test: a server's start
+    then finds its schema current (the migrations themselves are tested from empty)."""
+    made: dict[str, str] = {}
+    sqlite = tmp_path_factory.mktemp("migrated") / "template.db"
+    db = Database(f"sqlite:///{sqlite}")
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.close()
+    made["sqlite"] = str(sqlite)
+    return made
+
+
+def _postgres_template(request: pytest.FixtureRequest) -> str:
+    """The PostgreSQL template, made on first use in this session's cluster."""
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    name = "edgeward_migrated_template"
+    if name not in cluster.templates:
+        with cluster.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        db = Database(cluster.url(name))
+        try:
+            migrate.upgrade(db)
+        finally:
+            db.close()
+        cluster.templates.add(name)
+    return name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path,
+                 migrated_templates: dict[str, str]) -> Iterator[str]:
+    """A SQLAlchemy URL to a database at the current schema (no rows), once on SQLite
+    and once on PostgreSQL."""
+    template = migrated_templates["sqlite"] if request.param == "sqlite" else \
+        _postgres_template(request)
+    with _fresh_database(request, tmp_path, template) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL to an empty database (no schema), on SQLite and on PostgreSQL:
+    for the migrations' own tests."""
+    with _fresh_database(request, tmp_path, None) as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,9 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.server.alerting import raise_alert
 from tests.server.harness import Fleet
 from tests.server.test_updates_api import prepare
+
+# one database: what differs between the two is tested through the API on both
+ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 class Cli:
@@ -34,6 +39,7 @@ class Cli:
         return json.loads(self(*args, "--json").stdout)
 
 
+@ONE_DATABASE
 def test_alerts_are_listed_handled_and_answered_from_the_cli(fleet: Fleet) -> None:
     setup = prepare(fleet)
     cli = Cli(fleet, setup.tokens["hotels/ops"])
@@ -81,6 +87,7 @@ def test_alerts_are_listed_handled_and_answered_from_the_cli(fleet: Fleet) -> No
     assert "no alert hook" in cli("fleet", "alerts", "hook", "show", code=3).stderr
 
 
+@ONE_DATABASE
 def test_viewers_read_alerts_but_do_not_act(fleet: Fleet) -> None:
     setup = prepare(fleet, enrol=("gw-1",))
     cli = Cli(fleet, setup.tokens["hotels/eyes"])

@@ -10,12 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.server.harness import Fleet
 from tests.server.test_fleet_apps_cli import Cli
 from tests.server.test_logs import line, raise_alert, ship
 from tests.server.test_updates_api import prepare
 
+# one database: what differs between the two is tested through the API on both
+ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
+
+@ONE_DATABASE
 def test_fleet_logs_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     setup = prepare(fleet)
     now = time.time()

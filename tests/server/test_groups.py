@@ -158,9 +158,10 @@ def test_viewers_cannot_manage_groups_and_the_platform_may_name_a_tenant(db: Dat
         assert [(g.name, n) for g, n in listed] == [("canary", 1)]
 
 
-def test_the_group_migration_keeps_existing_rows(database_url: str, tmp_path: Path) -> None:
+def test_the_group_migration_keeps_existing_rows(empty_database_url: str, tmp_path: Path
+                                                 ) -> None:
     """0004 adds gateways.group_id in place: gateways, nonces and alerts survive."""
-    database = Database(database_url)
+    database = Database(empty_database_url)
     try:
         config = migrate._config()
         with database.engine.begin() as connection:

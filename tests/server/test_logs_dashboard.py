@@ -7,10 +7,15 @@ import datetime as dt
 import time
 from typing import Any
 
+import pytest
+
 from tests.server.harness import Fleet
 from tests.server.test_dashboard import ARTIFACTS, browser, sign_in
 from tests.server.test_logs import line, raise_alert, ship
 from tests.server.test_updates_api import prepare
+
+# one database: what differs between the two is tested through the API on both
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 __all__ = ["browser"]
 

@@ -52,8 +52,8 @@ def _counts(db: Database) -> dict[str, int]:
                 for t in KEPT}
 
 
-def test_0006_upgrades_a_populated_0005_and_downgrades(database_url: str) -> None:
-    db = Database(database_url)
+def test_0006_upgrades_a_populated_0005_and_downgrades(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     try:
         _to(db, "0005")
         assert migrate.current(db) == "0005"

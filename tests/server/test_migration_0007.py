@@ -12,8 +12,8 @@ from tests.server.test_migration_0006 import _counts, _populate, _to
 NEW = {"key_check", "envelope_keys", "tenant_secrets", "recovery_keys", "device_credentials"}
 
 
-def test_0007_upgrades_a_populated_0006_and_downgrades(database_url: str) -> None:
-    db = Database(database_url)
+def test_0007_upgrades_a_populated_0006_and_downgrades(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     try:
         _to(db, "0006")
         with db.engine.begin() as connection:

@@ -14,8 +14,8 @@ from edgeward.server.db.models import Base
 from edgeward.server.db.monitoring import FULLTEXT_INDEX, FULLTEXT_TABLES
 
 
-def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None:
-    db = Database(database_url)
+def test_upgrade_creates_the_schema_and_is_idempotent(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     try:
         assert migrate.current(db) is None
         assert migrate.upgrade(db) == migrate.head()
@@ -26,8 +26,8 @@ def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None
         db.close()
 
 
-def test_migrated_schema_matches_the_models(database_url: str) -> None:
-    db = Database(database_url)
+def test_migrated_schema_matches_the_models(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     try:
         migrate.upgrade(db)
         with db.engine.connect() as connection:
@@ -41,8 +41,8 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
         db.close()
 
 
-def test_a_schema_newer_than_the_server_is_refused(database_url: str) -> None:
-    db = Database(database_url)
+def test_a_schema_newer_than_the_server_is_refused(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     try:
         migrate.upgrade(db)
         with db.engine.begin() as connection:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from edgeward.cli.common import json_option
@@ -52,41 +53,45 @@ def demo(directory: Path | None, serve: bool, as_json: bool) -> None:
                    "apps": result.apps.to_dict() if result.apps else None,
                    "secrets": result.secrets.to_dict(),
                    "monitoring": result.monitoring.to_dict() if result.monitoring else None})
-    else:
-        table = Table(title="edgeward demo: summary")
-        for column in ("gateway", "first boot", "attestation", "boot after tamper",
-                       "refused at", "attestation after"):
-            table.add_column(column)
-        for g in result.gateways:
-            table.add_row(g.serial, g.first_boot, g.attestation,
-                          "[red]refused[/]" if g.after_tamper == "refused" else g.after_tamper,
-                          g.refused_stage or "-", g.attestation_after.split(":")[0])
-        console.print(table)
-        for g in result.gateways:
-            if g.reason:
-                console.print(f"[bold]{g.serial}[/]: {g.reason}")
-        console.print(f"fleet server was at {result.server}; as the tenant's operator sees "
-                      f"it: " + ", ".join(f"{g['serial']} {g['attestation']}"
-                                          for g in result.fleet))
-        silent = [g.serial for g in result.gateways if g.after_tamper == "refused"]
-        console.print(f"{', '.join(silent)} went silent: without the identity key that only a "
-                      "verified boot opens it cannot reach the server; its last attestation "
-                      "goes stale")
-        if result.updates is not None:
-            _print_updates(result.updates)
-        if result.apps is not None:
-            _print_apps(result.apps)
-        _print_secrets(result.secrets)
-        if result.monitoring is not None:
-            _print_monitoring(result.monitoring)
-        console.print(f"dashboard was at {result.server}/ (sign in with the token in "
-                      f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
-        console.print(f"files kept in {directory} (server data in {directory / 'server'})")
+    # the summary for people: on stdout, or beside the JSON on stderr with the narration
+    _summary(result, directory, err_console if as_json else console)
     if not result.ok:
         raise StateError("the demo did not go as it should: see the summary above")
 
 
-def _print_updates(story: UpdateStory) -> None:
+def _summary(result: DemoResult, directory: Path, out: Console) -> None:
+    table = Table(title="edgeward demo: summary")
+    for column in ("gateway", "first boot", "attestation", "boot after tamper",
+                   "refused at", "attestation after"):
+        table.add_column(column)
+    for g in result.gateways:
+        table.add_row(g.serial, g.first_boot, g.attestation,
+                      "[red]refused[/]" if g.after_tamper == "refused" else g.after_tamper,
+                      g.refused_stage or "-", g.attestation_after.split(":")[0])
+    out.print(table)
+    for g in result.gateways:
+        if g.reason:
+            out.print(f"[bold]{g.serial}[/]: {g.reason}")
+    out.print(f"fleet server was at {result.server}; as the tenant's operator sees "
+                  f"it: " + ", ".join(f"{g['serial']} {g['attestation']}"
+                                      for g in result.fleet))
+    silent = [g.serial for g in result.gateways if g.after_tamper == "refused"]
+    out.print(f"{', '.join(silent)} went silent: without the identity key that only a "
+                  "verified boot opens it cannot reach the server; its last attestation "
+                  "goes stale")
+    if result.updates is not None:
+        _print_updates(result.updates, out)
+    if result.apps is not None:
+        _print_apps(result.apps, out)
+    _print_secrets(result.secrets, out)
+    if result.monitoring is not None:
+        _print_monitoring(result.monitoring, out)
+    out.print(f"dashboard was at {result.server}/ (sign in with the token in "
+                  f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
+    out.print(f"files kept in {directory} (server data in {directory / 'server'})")
+
+
+def _print_updates(story: UpdateStory, out: Console) -> None:
     table = Table(title="signed updates")
     table.add_column("gateway")
     for chapter in (story.patch, story.bad, story.downgrade):
@@ -100,13 +105,13 @@ def _print_updates(story: UpdateStory) -> None:
             colour = colours.get(action)
             cells.append(f"[{colour}]{action}[/]" if colour else action)
         table.add_row(serial, *cells, story.versions[serial])
-    console.print(table)
-    console.print(f"rollout of {story.patch.version}: {story.patch.rollout.get('state')}; "
+    out.print(table)
+    out.print(f"rollout of {story.patch.version}: {story.patch.rollout.get('state')}; "
                   f"of {story.bad.version}: {story.bad.rollout.get('state')} "
                   f"({story.bad.rollout.get('halted_reason') or '-'})")
 
 
-def _print_secrets(story: SecretStory) -> None:
+def _print_secrets(story: SecretStory, out: Console) -> None:
     ok, bad = "[green]yes[/]", "[red]no[/]"
     table = Table(title=f"encryption at rest and secrets on {story.gateway}")
     table.add_column("check")
@@ -121,10 +126,10 @@ def _print_secrets(story: SecretStory) -> None:
     table.add_row("a gateway that no longer boots, opened with its escrowed recovery key",
                   f"{story.recovered} (fetch audited: {story.recovery_audited})"
                   if story.recovered else bad)
-    console.print(table)
+    out.print(table)
 
 
-def _print_monitoring(story: MonitorStory) -> None:
+def _print_monitoring(story: MonitorStory, out: Console) -> None:
     table = Table(title=f"a miner in weather on {story.gateway} (reports every "
                         f"{story.interval:g} s)")
     table.add_column("check")
@@ -143,10 +148,10 @@ def _print_monitoring(story: MonitorStory) -> None:
                   "; ".join(line for line in story.logs if "xmrig" in line)[:160] or "none")
     table.add_row("refused in the sandbox", "; ".join(story.denials)[:160] or "-")
     table.add_row("app stopped from the alert", story.stopped or "-")
-    console.print(table)
+    out.print(table)
 
 
-def _print_apps(story: AppStory) -> None:
+def _print_apps(story: AppStory, out: Console) -> None:
     table = Table(title=f"apps on {story.gateway}")
     for column in ("app", "publisher", "state", "granted", "starts without", "reported"):
         table.add_column(column)
@@ -158,11 +163,11 @@ def _print_apps(story: AppStory) -> None:
                       ", ".join(app.get("granted", [])) or "-",
                       ", ".join(app.get("withheld", [])) or "-",
                       f"[red]{count} ({kinds})[/]" if count else "[green]nothing[/]")
-    console.print(table)
-    console.print(f"minibar's cloud got {story.reports.get('minibar', 0)} stock reports while "
+    out.print(table)
+    out.print(f"minibar's cloud got {story.reports.get('minibar', 0)} stock reports while "
                   "hvac was being refused next door")
     learnt = story.profile
-    console.print(f"complain mode on {story.lab} learnt for hvac: plugs "
+    out.print(f"complain mode on {story.lab} learnt for hvac: plugs "
                   f"{', '.join(learnt.get('interfaces', [])) or '-'}; egress "
                   f"{', '.join(learnt.get('egress', [])) or '-'}; still denied: "
                   f"{', '.join(d['what'] for d in learnt.get('denied', [])) or '-'}")
