@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -42,7 +43,6 @@ class Socket:
 
 
 def _proto(family: int, kind: int) -> str:
-    import socket
     name = "tcp" if kind == socket.SOCK_STREAM else "udp"
     return name + ("6" if family == socket.AF_INET6 else "")
 

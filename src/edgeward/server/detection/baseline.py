@@ -93,7 +93,7 @@ class Baseline:
             self._cached = self.prior.median, max(self.prior.mad, self.settings.min_mad)
         else:
             ordered = sorted(self.samples)
-            own = _median_sorted(ordered)
+            own = median_sorted(ordered)
             spread = statistics.median(abs(x - own) for x in ordered)
             median = (w * self.prior.median + n * own) / (w + n)
             mad = (w * self.prior.mad + n * spread) / (w + n)
@@ -180,7 +180,7 @@ class Baseline:
         return made
 
 
-def _median_sorted(ordered: list[float]) -> float:
+def median_sorted(ordered: list[float]) -> float:
     n = len(ordered)
     middle = n // 2
     return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2

@@ -22,7 +22,13 @@ from typing import Any
 
 from edgeward.errors import InputError
 from edgeward.server.detection import metrics
-from edgeward.server.detection.baseline import MAD_TO_SIGMA, Baseline, Prior, Settings
+from edgeward.server.detection.baseline import (
+    MAD_TO_SIGMA,
+    Baseline,
+    Prior,
+    Settings,
+    median_sorted,
+)
 from edgeward.server.detection.drift import Drift
 
 MIN_COHORT = 3  # other gateways reporting, for their level to explain anything
@@ -157,10 +163,7 @@ class CohortNow:
         """The median of the other gateways' recent values, if enough report."""
         others = sorted(value for who, (at, value) in self.latest.get(key, {}).items()
                         if who != gateway and now - at <= self.horizon)
-        if len(others) < MIN_COHORT:
-            return None
-        middle = len(others) // 2
-        return others[middle] if len(others) % 2 else (others[middle - 1] + others[middle]) / 2
+        return median_sorted(others) if len(others) >= MIN_COHORT else None
 
     def reporting(self, now: float) -> int:
         return len({who for series in self.latest.values()

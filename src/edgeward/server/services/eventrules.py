@@ -61,6 +61,8 @@ BLOCKED = ("egress", "no-network", "landlock")  # how a connection is refused at
 def _blocked(session: Session, gateway: Gateway, events: Sequence[Incoming],
              now: dt.datetime) -> int:
     raised = 0
+    monitor: GatewayMonitor | None = None
+    size = 0
     for event in events:
         detail = event.detail
         target = str(detail.get("target", ""))
@@ -70,13 +72,14 @@ def _blocked(session: Session, gateway: Gateway, events: Sequence[Incoming],
         host = target.rpartition(":")[0].strip("[]")
         if not host or host.startswith(("127.", "::1", "unix")):
             continue  # the gateway itself: a neighbour's port, not the outside
-        monitor = telemetry.monitor_of(session, gateway, cohort_of(gateway.model, ()))
+        if monitor is None:  # the cohort, once a batch
+            monitor = telemetry.monitor_of(session, gateway, cohort_of(gateway.model, ()))
+            size = session.execute(select(func.count()).select_from(GatewayMonitor).where(
+                GatewayMonitor.cohort == monitor.cohort)).scalar_one()
         seen = session.execute(select(func.count(distinct(Endpoint.gateway_id))).join(
             GatewayMonitor, GatewayMonitor.gateway_id == Endpoint.gateway_id).where(
             GatewayMonitor.cohort == monitor.cohort, Endpoint.kind == "remote",
             Endpoint.value == host[:160])).scalar_one()
-        size = session.execute(select(func.count()).select_from(GatewayMonitor).where(
-            GatewayMonitor.cohort == monitor.cohort)).scalar_one()
         if not rare(int(seen), int(size)):
             continue
         raised += alerts.raise_alert(

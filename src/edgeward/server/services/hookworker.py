@@ -24,6 +24,7 @@ from edgeward.errors import Error, one_line
 from edgeward.server.db.engine import Database
 from edgeward.server.db.monitoring import AlertHook
 from edgeward.server.services import alerthooks
+from edgeward.server.services.registry import aware
 
 log = logging.getLogger("edgeward.server")
 TIMEOUT_S = 5.0
@@ -99,7 +100,7 @@ class HookWorker:
                 if memory.seen is None:
                     memory.seen = alerthooks.seen_within(session, hook, now, LATE)
                 memory.seen = {i: at for i, at in memory.seen.items()
-                               if _aware(at) >= now - LATE}
+                               if aware(at) >= now - LATE}
                 pending = alerthooks.due(session, self.master, hook, now, LATE,
                                          set(memory.seen), BATCH)
         except Error as e:  # its key does not decrypt (the row was altered): say so, wait
@@ -146,7 +147,3 @@ def post(client: httpx.Client, delivery: alerthooks.Delivery) -> str | None:
     if not answer.is_success:
         return f"answered {answer.status_code}"
     return None
-
-
-def _aware(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

@@ -23,6 +23,7 @@ from edgeward.server.detection import clones, metrics
 from edgeward.server.services import alerts, detect
 from edgeward.server.services.cohorts import Cohorts, cohort_of
 from edgeward.server.services.intake import occurred
+from edgeward.server.services.registry import aware
 
 FRESH = dt.timedelta(minutes=10)  # after a boot or a new release: learnt, not alerted
 
@@ -115,7 +116,7 @@ def ingest(session: Session, cohorts: Cohorts, gateway: Gateway, batch: str,
                 monitor.boot_changed_at = at
             monitor.boot_id, monitor.previous_boot_id = current, previous
         fresh = monitor.boot_changed_at is not None and \
-            at - _aware(monitor.boot_changed_at) < FRESH
+            at - aware(monitor.boot_changed_at) < FRESH
         values = report.flat()
         points += [{"gateway_id": gateway.id, "metric": metrics.split(key)[1][:32],
                     "app": metrics.split(key)[0], "at": at, "value": float(value)}
@@ -141,10 +142,6 @@ def _cloned(session: Session, gateway: Gateway, at: dt.datetime) -> int:
         evidence={"seen_in": "telemetry"}) is not None
 
 
-def _aware(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 def _endpoints(session: Session, gateway: Gateway, report: Report, at: dt.datetime
                ) -> dict[str, list[tuple[str, str, str]]]:
     return remember(session, gateway,
@@ -162,7 +159,7 @@ def remember(session: Session, gateway: Gateway, current: list[tuple[str, str, s
     for kind, value, app, process in current:
         row = known.get((kind, value[:160]))
         if row is not None:
-            row.last_seen = max(_aware(row.last_seen), at)
+            row.last_seen = max(aware(row.last_seen), at)
             continue
         row = Endpoint(gateway_id=gateway.id, kind=kind, value=value[:160], app=app[:64],
                        process=process[:64], first_seen=at, last_seen=at)

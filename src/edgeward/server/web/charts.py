@@ -17,6 +17,7 @@ from edgeward.server.db.models import Alert, Gateway
 from edgeward.server.db.monitoring import MetricPoint
 from edgeward.server.services import metricstore
 from edgeward.server.services.authz import Principal
+from edgeward.server.services.registry import aware
 
 PLOT = {"left": 56, "top": 10, "width": 640, "height": 120}
 WINDOW = dt.timedelta(hours=6)
@@ -80,8 +81,7 @@ def for_gateway(session: Session, principal: Principal, gateway: Gateway, now: d
     apps = sorted(a for (a,) in session.execute(select(distinct(MetricPoint.app)).where(
         MetricPoint.gateway_id == gateway.id, MetricPoint.at >= since,
         MetricPoint.app != "")).all())
-    marks = [(a.at if a.at.tzinfo else a.at.replace(tzinfo=dt.UTC),
-              f"{a.kind}{' (' + a.app + ')' if a.app else ''}")
+    marks = [(aware(a.at), f"{a.kind}{' (' + a.app + ')' if a.app else ''}")
              for a in session.execute(select(Alert).where(
                  Alert.gateway_id == gateway.id, Alert.at >= since,
                  Alert.status != "resolved")).scalars()]
