@@ -77,10 +77,25 @@ def _no_data_area_left_mounted(tmp_path_factory: pytest.TempPathFactory) -> Iter
     it (those of a demo or another run beside it are not this session's to take down)."""
     yield
     for base in (tmp_path_factory.getbasetemp(), *SCRATCH):
-        for point in mounts.mounts_under(base):
-            if point.name == "data" and (point.parent / "flash" / "data.img").exists():
-                VirtualBoard(point.parent).power_off()
+        _power_off_under(base)
         _stop_chips_under(base)
+
+
+@pytest.fixture(autouse=True)
+def _boards_off_after_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The boards a test left on in its temp dir are powered off when it ends, so a run's
+    data areas (a loop device each) do not pile up until the session's end."""
+    yield
+    where = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") \
+        else None
+    if isinstance(where, Path):
+        _power_off_under(where)
+
+
+def _power_off_under(base: Path) -> None:
+    for point in mounts.mounts_under(base):
+        if point.name == "data" and (point.parent / "flash" / "data.img").exists():
+            VirtualBoard(point.parent).power_off()
 
 
 def _stop_chips_under(base: Path) -> None:

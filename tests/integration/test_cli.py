@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edgeward.board import mounts
@@ -172,10 +176,40 @@ def reachable() -> Iterator[Path]:
         shutil.rmtree(where, ignore_errors=True)
 
 
-def test_demo_tells_the_story(reachable: Path) -> None:
+def _demo_served(where: Path) -> tuple[dict[str, object], str, str]:
+    """Run ``demo --json --serve``; fetch the dashboard's sign-in page while it holds."""
+    child = subprocess.Popen([sys.executable, "-m", "edgeward", "demo", "--dir", str(where),
+                              "--json", "--serve"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stderr is not None
+    url, said = "", []
+    deadline = time.monotonic() + 300
+    try:
+        for line in child.stderr:  # the narration; the JSON waits on stdout until the end
+            said.append(line)
+            if line.startswith("dashboard: "):
+                url = line.split()[1]
+                break
+            assert time.monotonic() < deadline, "".join(said)
+        assert url.startswith("https://127.0.0.1:"), "".join(said)
+        context = ssl.create_default_context(cafile=str(where / "server/tls/server-ca.pem"))
+        page = httpx.get(url + "login", verify=context)
+        child.send_signal(signal.SIGTERM)  # --serve holds the server up until this
+        out, rest = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, "".join(said) + rest
+    assert page.status_code == 200 and "Sign in" in page.text
+    return json.loads(out), "".join(said) + rest, url
+
+
+def test_demo_tells_the_story_and_serves_until_sigterm(reachable: Path) -> None:
+    """One run of the demo (about a minute): the story, then ``--serve`` holding the dashboard."""
     require_tool("mksquashfs")
-    result = edgeward("demo", "--dir", reachable / "demo", "--json")
-    summary = json.loads(result.stdout)
+    summary, human, url = _demo_served(reachable / "demo")
+    assert summary["server"] == url.rstrip("/")
     assert summary["ok"] is True
     by_serial = {g["serial"]: g for g in summary["gateways"]}
     assert len(by_serial) == 5
@@ -225,7 +259,7 @@ def test_demo_tells_the_story(reachable: Path) -> None:
     assert any("kworkerd" in w and "execute" in w for w in watched["denials"])
     assert watched["stopped"] == "done"
     assert not mounts.mounts_under(reachable / "demo")  # every gateway off at the end
-    human = result.stderr  # the summary for people, beside the JSON (one run, not two)
+    # the summary for people, beside the JSON (one run, not two), after the server held
     assert "summary" in human and "refused" in human
     assert "signed updates" in human and "rolled-back" in human
     assert "apps on gw-0001" in human and "complain mode" in human
@@ -253,30 +287,3 @@ def test_commit_from_the_cli_needs_a_trial_boot(fleet: Path) -> None:
     edgeward("device", "boot", "--device", fleet / "c-1")
     result = edgeward("device", "commit", "--device", fleet / "c-1", ok=False)
     assert result.returncode == 6 and "already committed" in result.stderr
-
-
-def test_demo_serve_keeps_the_dashboard_up_until_sigterm(reachable: Path) -> None:
-    import signal
-    import ssl
-    import time
-
-    import httpx
-
-    child = subprocess.Popen([sys.executable, "-m", "edgeward", "demo", "--dir",
-                              str(reachable / "d"), "--serve"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert child.stdout is not None
-    url = ""
-    deadline = time.monotonic() + 120
-    for line in child.stdout:
-        if line.startswith("dashboard: "):
-            url = line.split()[1]
-            break
-        assert time.monotonic() < deadline
-    assert url.startswith("https://127.0.0.1:")
-    context = ssl.create_default_context(cafile=str(reachable / "d/server/tls/server-ca.pem"))
-    page = httpx.get(url + "login", verify=context)
-    assert page.status_code == 200 and "Sign in" in page.text
-    child.send_signal(signal.SIGTERM)
-    child.communicate(timeout=60)
-    assert child.returncode == 0

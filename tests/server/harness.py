@@ -8,11 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from edgeward.board.virtual import VirtualBoard
 from edgeward.device import attest, identity, keyring
 from edgeward.factory.station import Factory
 from edgeward.server.runner import Running
+
+# For tests of the CLI and the dashboard, which run as processes or in a browser: one
+# database, since what differs between the two is tested through the API on both.
+ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def free_port() -> int:

@@ -10,14 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.server.alerting import raise_alert
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_updates_api import prepare
-
-# one database: what differs between the two is tested through the API on both
-ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 class Cli:

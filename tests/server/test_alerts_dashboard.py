@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.server.alerting import raise_alert
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_alerts_life import with_operator
 from tests.server.test_dashboard import ARTIFACTS, browser, sign_in
 
-# one database: what differs between the two is tested through the API on both
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = ONE_DATABASE
 
 __all__ = ["browser"]
 

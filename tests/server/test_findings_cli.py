@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_findings_dashboard import with_findings
 from tests.server.test_fleet_apps_cli import Cli
 
-# one database: what differs between the two is tested through the API on both
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = ONE_DATABASE
 
 
 def test_fleet_findings_cli(fleet: Fleet, tmp_path: Path) -> None:

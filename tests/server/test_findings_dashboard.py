@@ -5,16 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_dashboard import ARTIFACTS, browser, sign_in
 from tests.server.test_findings_api import DEBUG, GETTY, ROOT_LOGIN, SETUID, post
 from tests.server.test_releases import entry
 from tests.server.test_updates_api import Setup, prepare
 
-# one database: what differs between the two is tested through the API on both
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = ONE_DATABASE
 
 __all__ = ["browser"]
 

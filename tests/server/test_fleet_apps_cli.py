@@ -17,7 +17,7 @@ import pytest
 
 from edgeward.cli.fleet_apps import since_value, snippet
 from edgeward.errors import InputError
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_updates_api import prepare
 
 
@@ -69,6 +69,7 @@ def reported(fleet: Fleet) -> None:
             "observed_from": now - 3600, "observed_to": now}).is_success
 
 
+@ONE_DATABASE
 def test_fleet_events_and_apps_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     setup = prepare(fleet)
     reported(fleet)

@@ -1,4 +1,5 @@
-"""The agent and the operator CLI, as processes, against a real server over mTLS."""
+"""The agent and the operator CLI, as processes, against a real server over mTLS (on
+SQLite: the API tests run on both databases)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from edgeward.factory.provision import provision
 from edgeward.factory.station import Factory
 from edgeward.server.runner import Running, Settings
 from tests.conftest import NOW
-from tests.server.harness import free_port
+from tests.server.harness import ONE_DATABASE, free_port
 
 
 @dataclass
@@ -57,6 +58,7 @@ def setup(database_url: str, factory: Factory, tmp_path: Path) -> Iterator[Setup
         yield Setup(server, tmp_path, env)
 
 
+@ONE_DATABASE
 def test_agent_enrols_attests_and_operators_see_it(setup: Setup) -> None:
     for serial in ("gw-1", "gw-2"):
         state = json.loads(setup.agent(serial, "--once", "--json").stdout)
@@ -88,6 +90,7 @@ def test_agent_enrols_attests_and_operators_see_it(setup: Setup) -> None:
     assert oct(config.stat().st_mode & 0o777) == "0o600"
 
 
+@ONE_DATABASE
 def test_agent_refuses_to_run_without_a_verified_boot(setup: Setup) -> None:
     kernel = setup.tmp / "gw-1" / "flash" / "kernel_a.img"
     kernel.write_bytes(kernel.read_bytes()[:-3])
@@ -96,6 +99,7 @@ def test_agent_refuses_to_run_without_a_verified_boot(setup: Setup) -> None:
     assert refused.returncode == 6 and "after a verified boot" in refused.stderr
 
 
+@ONE_DATABASE
 def test_fleet_cli_refusals(setup: Setup) -> None:
     not_logged_in = setup.run("fleet", "gateways", ok=False)
     assert not_logged_in.returncode == 4 and "fleet login" in not_logged_in.stderr
@@ -106,6 +110,7 @@ def test_fleet_cli_refusals(setup: Setup) -> None:
     assert wrong.returncode == 4 and "valid API token" in wrong.stderr
 
 
+@ONE_DATABASE
 def test_agent_backs_off_while_the_server_is_away_and_stops_on_sigterm(setup: Setup) -> None:
     dead = f"https://127.0.0.1:{free_port()}"
     child = subprocess.Popen(
@@ -119,6 +124,7 @@ def test_agent_backs_off_while_the_server_is_away_and_stops_on_sigterm(setup: Se
     assert "unreachable" in stderr and "retrying in" in stderr and "stopping" in stderr
 
 
+@ONE_DATABASE
 def test_factory_enrols_at_provisioning(setup: Setup, factory: Factory) -> None:
     result = json.loads(setup.run(
         "factory", "provision", "--factory", factory.root, "--device", setup.tmp / "gw-9",

@@ -10,15 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_fleet_apps_cli import Cli
 from tests.server.test_logs import line, raise_alert, ship
 from tests.server.test_updates_api import prepare
-
-# one database: what differs between the two is tested through the API on both
-ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @ONE_DATABASE

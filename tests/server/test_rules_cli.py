@@ -10,14 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_telemetry import alerts_of, post, report
 from tests.server.test_updates_api import Setup, prepare
 
-# one database: what differs between the two is tested through the API on both
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = ONE_DATABASE
 
 
 class Runner:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_secrets_api import tenants
 
 
@@ -38,6 +38,7 @@ class Cli:
              "--token-file", str(path))
 
 
+@ONE_DATABASE
 def test_secrets_through_the_cli(fleet: Fleet, tmp_path: Path) -> None:
     t = tenants(fleet)
     with t.as_("hotels/ops") as ops:
@@ -84,6 +85,7 @@ def test_secrets_through_the_cli(fleet: Fleet, tmp_path: Path) -> None:
     assert len(cli.json("secrets", "list")) == 1
 
 
+@ONE_DATABASE
 def test_recovery_keys_and_credentials_through_the_cli(fleet: Fleet, tmp_path: Path) -> None:
     t = tenants(fleet)
     with fleet.gateway("gw-1") as gw:

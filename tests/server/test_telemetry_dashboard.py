@@ -8,15 +8,12 @@ import os
 import time
 from typing import Any
 
-import pytest
-
-from tests.server.harness import Fleet
+from tests.server.harness import ONE_DATABASE, Fleet
 from tests.server.test_dashboard import ARTIFACTS, browser, sign_in
 from tests.server.test_telemetry import APP, history, report
 from tests.server.test_updates_api import prepare
 
-# one database: what differs between the two is tested through the API on both
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = ONE_DATABASE
 
 __all__ = ["browser"]
 

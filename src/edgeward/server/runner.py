@@ -52,6 +52,10 @@ from edgeward.trust.quote import KnownGood
 # Idle keep-alive connections are kept well past the agent's 30 s heartbeat: a check-in
 # on an open connection costs a fraction of a new mutual-TLS handshake.
 KEEP_ALIVE_S = 125
+# How long a stopping server waits for its connections to close. A gateway that holds
+# one open without reading (mid-reboot, say) would otherwise hold the stop for as long
+# as the TLS close takes (asyncio's 30 s), past Running's join.
+GRACEFUL_STOP_S = 5
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.
         ssl_ca_certs=str(bundle) if cas else None,
         ssl_cert_reqs=ssl.CERT_OPTIONAL if cas else ssl.CERT_NONE,
         log_config=None, access_log=False, lifespan="off",
-        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=GRACEFUL_STOP_S,
     )
     return state, config
 
