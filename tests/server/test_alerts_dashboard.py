@@ -1,6 +1,7 @@
 """The Alerts page in Debian's headless Chromium: severity, status and verdict shown; an
-operator acknowledges an alert, judges it and orders its app stopped from the row; a
-viewer gets no buttons; a form posted from another site is refused."""
+operator acknowledges an alert, judges it and orders its app stopped from the row, then its
+gateway quarantined, which the gateway's page shows with the actions ordered; a viewer gets
+no buttons; a form posted from another site is refused."""
 
 from __future__ import annotations
 
@@ -71,6 +72,20 @@ def test_an_operator_handles_an_alert_from_the_dashboard(fleet: Fleet, browser: 
     other: Any = sign_in(browser, fleet.server.url, setup.tokens["other/ops"])
     other.goto(fleet.server.url + "/alerts")
     assert "No alerts." in other.inner_text("#alerts")
+
+    page.goto(fleet.server.url + "/alerts")  # quarantine the miner's gateway from its row
+    page.locator(f"#alert-{miner} button.quarantine").click()
+    page.wait_for_selector(f"#alert-{miner} .response >> text=quarantine: pending")
+    page.goto(fleet.server.url + "/gateways/gw-1")  # its page says so, and what was ordered
+    banner = page.locator("#gateway-quarantine")
+    assert "quarantined since" in banner.inner_text()
+    assert "edgeward fleet remediate gw-1 release" in banner.inner_text()
+    assert [r.get_attribute("data-action") for r in
+            page.locator("#gateway-actions tbody tr").all()] == ["quarantine", "stop-app"]
+    assert "hotels/hands" in page.locator("#gateway-actions").inner_text()
+    page.goto(fleet.server.url + "/gateways/gw-2")
+    assert page.locator("#gateway-quarantine").count() == 0
+    assert "No actions ordered." in page.locator("#gateway-actions").inner_text()
 
     cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "ew_session")
     with fleet.operator(None) as stranger:  # the session cookie, from another site's form

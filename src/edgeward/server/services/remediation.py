@@ -139,6 +139,14 @@ def quarantined(session: Session, gateway_ids: list[int]) -> set[int]:
         GatewayMonitor.quarantined.is_(True))).scalars())
 
 
+def quarantined_since(session: Session, gateway: Gateway) -> str | None:
+    """When this gateway was quarantined (ISO 8601), or None if it is not."""
+    monitor = session.get(GatewayMonitor, gateway.id)
+    if monitor is None or not monitor.quarantined:
+        return None
+    return alerts.iso(monitor.quarantined_at) or "unknown"
+
+
 # -- the gateway's side (mutual TLS) -------------------------------------------------------
 
 

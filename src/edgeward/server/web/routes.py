@@ -154,6 +154,8 @@ def gateway(serial: Serial, request: Request,
                 "security_events": security.listed(session, who, gateway=serial, limit=20),
                 "dropped": security.dropped(session, who, found)["total"],
                 "findings": findings.listed(session, who, now, gateway=serial),
+                "quarantined_since": remediation.quarantined_since(session, found),
+                "actions": remediation.listed(session, who, serial, 10),
                 "charts": charts.for_gateway(session, who, found, now,
                                              dt.timedelta(hours=hours)), "hours": hours}
 
