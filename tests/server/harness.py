@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +50,11 @@ class Fleet:
 
     def gateway(self, serial: str) -> httpx.Client:
         board = self.boards[serial]
-        key = self.tmp / f"{serial}.key"
-        key.write_bytes(keyring.recall(board, keyring.IDENTITY) or b"")
-        key.chmod(0o600)
+        # a file of its own per client: two threads' clients must not share a half-written one
+        key = self.tmp / f"{serial}-{uuid.uuid4().hex}.key"
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(keyring.recall(board, keyring.IDENTITY) or b"")
         context = ssl.create_default_context(cafile=self.ca)
         context.load_cert_chain(identity.cert_path(board), key)
         return httpx.Client(base_url=self.server.url, verify=context)
