@@ -278,6 +278,9 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 
 
 FLEET_SERIALS = ("gw-1", "gw-2")
+# The alert tests' web hook receivers listen on loopback, which a server's hooks reach only
+# when its operator allows it (``--hook-network``), as these servers' operator does.
+HOOK_RECEIVERS = ("127.0.0.0/8", "::1/128")
 
 
 @pytest.fixture(scope="session")
@@ -318,7 +321,8 @@ def fleet(database_url: str, factory: Factory, fleet_template: Path, tmp_path: P
     """A running server (on both databases) and two provisioned, booted gateways."""
     boards = _copy_provisioned(fleet_template, factory, tmp_path)
     settings = Settings(tmp_path / "server", database_url, "127.0.0.1", free_port(),
-                        (factory.root / "ca.pem",), (factory.release.known_good,))
+                        (factory.root / "ca.pem",), (factory.release.known_good,),
+                        hook_networks=HOOK_RECEIVERS)
     try:
         with Running(settings, dt.datetime.now(dt.UTC)) as server:
             yield Fleet(server, factory, boards, tmp_path)

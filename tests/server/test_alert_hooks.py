@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from edgeward.errors import InputError
 from edgeward.server.db.monitoring import AlertHook
-from edgeward.server.services import alerthooks
+from edgeward.server.services import alerthooks, hookreach
 from tests.server.alerting import Receiver, raise_alert, wait_for
 from tests.server.harness import Fleet, free_port
 from tests.server.test_updates_api import Setup, prepare
@@ -182,11 +182,11 @@ BAD = ["http://example.com/", "http://192.168.1.2/", "ftp://x/", "https://", "ht
 
 
 @pytest.mark.parametrize("url", GOOD)
-def test_a_good_url_is_taken(url: str) -> None:
-    assert alerthooks.check_url(url) == url
+def test_a_good_url_is_taken(url: str) -> None:  # loopback ones where loopback is allowed
+    assert alerthooks.check_url(url, hookreach.LOOPBACK) == url
 
 
 @pytest.mark.parametrize("url", BAD)
 def test_a_bad_url_is_refused(url: str) -> None:
     with pytest.raises(InputError):
-        alerthooks.check_url(url)
+        alerthooks.check_url(url, hookreach.LOOPBACK)

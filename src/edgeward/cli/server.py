@@ -35,9 +35,14 @@ def server() -> None:
               help="File (mode 0600) holding the 32-byte master key that encrypts secrets at "
                    "rest, raw or hex; else $EDGEWARD_MASTER_KEY (hex), else DATA/master.key "
                    "(made on first start: move it off the data disk).")
+@click.option("--hook-network", "hook_networks", multiple=True, metavar="CIDR",
+              help="A network that tenants' alert hooks may reach besides the public "
+                   "internet, e.g. 10.20.0.0/16 for a SIEM inside, or 127.0.0.0/8 for a "
+                   "receiver on this machine (repeatable; default: none).")
 def run_command(db_url: str | None, data: Path, listen: str, trust_cas: tuple[Path, ...],
                 known_good: tuple[Path, ...], names: tuple[str, ...],
-                master_key: Path | None) -> None:
+                master_key: Path | None, hook_networks: tuple[str, ...]) -> None:
     """Run the fleet server over HTTPS (mutual TLS for gateways)."""
     host, port = parse_listen(listen)
-    run(Settings(data, db_url, host, port, trust_cas, known_good, names, master_key), now())
+    run(Settings(data, db_url, host, port, trust_cas, known_good, names, master_key,
+                 hook_networks), now())

@@ -37,7 +37,7 @@ from edgeward.server.app import JsonFormatter, create_app
 from edgeward.server.db import migrate
 from edgeward.server.db.engine import Database
 from edgeward.server.db.models import Tenant
-from edgeward.server.services import tenants, tokens
+from edgeward.server.services import hookreach, tenants, tokens
 from edgeward.server.services.authz import PLATFORM_TENANT, Role
 from edgeward.server.services.hookworker import HookWorker
 from edgeward.server.services.registry import Trust
@@ -68,6 +68,7 @@ class Settings:
     known_good: tuple[Path, ...] = ()
     names: tuple[str, ...] = ()  # DNS names / addresses gateways use to reach the server
     master_key: Path | None = None  # else EDGEWARD_MASTER_KEY, else DATA/master.key
+    hook_networks: tuple[str, ...] = ()  # CIDRs alert hooks may reach besides the internet
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -100,6 +101,7 @@ def _bootstrap_admin(db: Database, data: Path, now: dt.datetime) -> None:
 
 
 def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.Config]:
+    hook_networks = hookreach.networks(settings.hook_networks)  # refused before anything
     data = private_dir(settings.data)
     db = Database(settings.db_url or f"sqlite:///{data / 'fleet.db'}")
     try:
@@ -119,7 +121,8 @@ def prepare(settings: Settings, now: dt.datetime) -> tuple[ServerState, uvicorn.
     tls = identity.ensure(data, names, now)
     bundle = data / "tls" / "client-cas.pem"
     write_atomic(bundle, b"".join(certs.cert_pem(ca) for ca in cas))
-    state = ServerState(db, Trust(cas), known, master_key=master)
+    state = ServerState(db, Trust(cas), known, master_key=master,
+                        hook_networks=hook_networks)
     repo = state.repository = ServerRepository(data / "tuf", lambda: state.clock())
     state.known_good = known.merged(repo.known_good())
     config = uvicorn.Config(
@@ -169,7 +172,8 @@ class Running:
         self.settings = settings
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.hooks = HookWorker(self.state.db, self.state.master_key, lambda: self.state.clock())
+        self.hooks = HookWorker(self.state.db, self.state.master_key,
+                                lambda: self.state.clock(), self.state.hook_networks)
 
     @property
     def url(self) -> str:
@@ -201,7 +205,8 @@ def run(settings: Settings, now: dt.datetime) -> None:
     state, config = prepare(settings, now)
     keep_fresh(state, threading.Event())
     keep_tidy(state.db, state.clock, threading.Event())
-    hooks = HookWorker(state.db, state.master_key, lambda: state.clock()).start()
+    hooks = HookWorker(state.db, state.master_key, lambda: state.clock(),
+                       state.hook_networks).start()
     # uvicorn re-raises the stop signal after its graceful shutdown; with these handlers
     # in place that lands here as a no-op instead of killing the process mid-exit.
     for stop in (signal.SIGTERM, signal.SIGINT):

@@ -13,6 +13,7 @@ from fastapi import Request
 from edgeward.errors import NotAvailable
 from edgeward.server.db.engine import Database
 from edgeward.server.services.cohorts import Cohorts
+from edgeward.server.services.hookreach import Network
 from edgeward.server.services.registry import Trust
 from edgeward.server.services.repository import ServerRepository
 from edgeward.server.services.revocation import Revoked
@@ -35,6 +36,7 @@ class ServerState:
     master_key: bytes | None = field(default=None, repr=False)
     cohorts: Cohorts = field(default_factory=Cohorts)  # the cohorts' levels, in memory
     revoked: Revoked = field(default_factory=Revoked)  # revoked certificates, cached
+    hook_networks: tuple[Network, ...] = ()  # where alert hooks may reach, besides the internet
 
     def master(self) -> bytes:
         if self.master_key is None:

@@ -76,7 +76,8 @@ def set_hook(body: HookRequest, request: Request) -> dict[str, Any]:
 
     def work(session: Session) -> dict[str, Any]:
         who = deps.operator(session, request, Action.ALERT_HOOK)
-        hook, key = alerthooks.put(session, who, master, body.url, state.clock())
+        hook, key = alerthooks.put(session, who, master, body.url, state.clock(),
+                                     state.hook_networks)
         return {**alerthooks.describe(hook), "key": key}
 
     return deps.once_more(request, work)

@@ -2,7 +2,9 @@
 
 One hook per tenant, set by its admins: an ``https://`` URL (plain ``http://`` only to
 the server's own loopback, ``localhost``/``127.0.0.0/8``/``::1``, for a receiver on the
-same machine; no user name or password in it). Setting it answers a new random signing
+same machine; no user name or password in it). It reaches only the public internet
+unless the server's operator allows more networks (loopback included), see
+:mod:`.hookreach`. Setting it answers a new random signing
 key once; the server keeps it only encrypted under the tenant's envelope key, bound to
 the tenant and the URL (a URL changed in the database makes it undecryptable, so signed
 alerts cannot be redirected by editing a row). Each alert is posted as compact JSON with
@@ -30,7 +32,7 @@ from sqlalchemy.orm import Session
 from edgeward.errors import InputError, NotFound
 from edgeward.server.db.models import Alert, Gateway, Tenant
 from edgeward.server.db.monitoring import AlertHook
-from edgeward.server.services import alerts, audit, keystore
+from edgeward.server.services import alerts, audit, hookreach, keystore
 from edgeward.server.services.authz import PLATFORM_TENANT, Action, Principal, authorize
 from edgeward.trust import vault
 
@@ -38,8 +40,9 @@ MAX_URL = 500
 LOOPBACK_NAMES = ("localhost",)
 
 
-def check_url(url: str) -> str:
-    """The hook URL, or why not: https, or http to loopback only; no credentials in it."""
+def check_url(url: str, allow: tuple[hookreach.Network, ...] = ()) -> str:
+    """The hook URL, or why not: https, or http to loopback only; no credentials in it;
+    an address (or ``localhost``) in it on the public internet or in ``allow``."""
     if len(url) > MAX_URL or not url.isprintable() or any(c.isspace() for c in url):
         raise InputError(f"a hook URL is at most {MAX_URL} printable characters, no spaces")
     try:
@@ -59,6 +62,7 @@ def check_url(url: str) -> str:
     if parts.scheme == "http" and not loopback(host):
         raise InputError("a hook URL is https://; plain http:// only to this machine "
                          "(localhost, 127.0.0.1, ::1)")
+    hookreach.judge_written(host, allow)
     return url
 
 
@@ -92,12 +96,13 @@ def describe(hook: AlertHook) -> dict[str, Any]:
             "created_by": hook.created_by, "created_at": alerts.iso(hook.created_at)}
 
 
-def put(session: Session, principal: Principal, master: bytes, url: str, now: dt.datetime
-        ) -> tuple[AlertHook, str]:
+def put(session: Session, principal: Principal, master: bytes, url: str, now: dt.datetime,
+        allow: tuple[hookreach.Network, ...] = ()) -> tuple[AlertHook, str]:
     """Set (or replace) the tenant's hook; answer it and its new signing key (shown once).
-    A new hook starts after the newest alert; a replaced one keeps its place."""
+    A new hook starts after the newest alert; a replaced one keeps its place. ``allow``:
+    the networks besides the public internet the server's operator lets hooks reach."""
     authorize(principal, Action.ALERT_HOOK)
-    check_url(url)
+    check_url(url, allow)
     key = secrets.token_hex(32)
     envelope = keystore.tenant_key(session, master, principal.tenant_id, now)
     sealed = vault.encrypt(envelope, key.encode(), _binding(principal.tenant_id, url))

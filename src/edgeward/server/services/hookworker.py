@@ -2,7 +2,8 @@
 
 Every ``interval`` seconds it takes, hook by hook, the alerts past the hook's cursor and
 posts them oldest first, one request each: 5 s to answer, redirects never followed, any
-answer but 2xx a failure. A failure stops that hook's round and the hook waits (1 s,
+answer but 2xx a failure, and an address the hook may not reach (:mod:`.hookreach`) a
+failure too. A failure stops that hook's round and the hook waits (1 s,
 doubling, at most 5 minutes) before the same alert is tried again; a delivery moves the
 cursor past it. The database is never held open across a request. Delivery is at least
 once: a crash between a post and its record posts that alert again after the restart.
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -23,13 +25,14 @@ from edgeward import __version__
 from edgeward.errors import Error, one_line
 from edgeward.server.db.engine import Database
 from edgeward.server.db.monitoring import AlertHook
-from edgeward.server.services import alerthooks
+from edgeward.server.services import alerthooks, hookreach
 from edgeward.server.services.registry import aware
 
 log = logging.getLogger("edgeward.server")
 TIMEOUT_S = 5.0
 LATE = dt.timedelta(minutes=2)  # how long a late-committed alert is still looked for
 BATCH = 20  # alerts per hook per round
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass
@@ -46,6 +49,7 @@ class HookWorker:
     db: Database
     master: bytes | None = field(repr=False)
     clock: Callable[[], dt.datetime]
+    networks: tuple[hookreach.Network, ...] = ()  # besides the public internet
     interval: float = 1.0
     backoff: float = 1.0
     max_backoff: float = 300.0
@@ -110,7 +114,7 @@ class HookWorker:
             return 0
         delivered = 0
         for delivery in pending:
-            error = post(client, delivery)
+            error = post(client, delivery, self.networks)
             with self.db.transaction() as session:
                 still = alerthooks.outcome(session, delivery, error)
             if not still:
@@ -131,13 +135,22 @@ class HookWorker:
             "hook": hook_id, "alert": alert_id, "error": error, "retry_in_s": delay}})
 
 
-def post(client: httpx.Client, delivery: alerthooks.Delivery) -> str | None:
-    """Post one alert; None when the receiver took it (2xx), else why not (one line)."""
+def post(client: httpx.Client, delivery: alerthooks.Delivery,
+         allow: tuple[hookreach.Network, ...] = ()) -> str | None:
+    """Post one alert to the address its host resolves to, once that is allowed; None
+    when the receiver took it (2xx), else why not (one line)."""
+    parts = urlsplit(delivery.url)
+    host = parts.hostname or ""
     try:
-        answer = client.post(delivery.url, content=delivery.body, headers={
-            "x-edgeward-signature": delivery.signature,
-            "x-edgeward-delivery": str(delivery.alert_id)})
-    except httpx.HTTPError as e:
+        address = hookreach.resolve(host, parts.port or DEFAULT_PORTS.get(parts.scheme, 443),
+                                   allow)
+        pinned = f"[{address}]" if ":" in address else address
+        answer = client.post(
+            parts._replace(netloc=f"{pinned}:{parts.port}" if parts.port else pinned).geturl(),
+            content=delivery.body, extensions={"sni_hostname": host}, headers={
+                "host": parts.netloc, "x-edgeward-signature": delivery.signature,
+                "x-edgeward-delivery": str(delivery.alert_id)})
+    except (httpx.HTTPError, UnicodeError) as e:  # UnicodeError: a name IDNA refuses
         return one_line(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
     except Error as e:
         return e.message
