@@ -4,6 +4,7 @@ real HTTP receiver for the web hook, and waiting for something the server does o
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -44,10 +45,11 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
 
 
 class Receiver:
-    """A plain HTTP server on 127.0.0.1 that keeps what is posted to it and answers
-    ``status`` (with ``location``, for a redirect)."""
+    """An HTTP server on 127.0.0.1 (HTTPS with ``tls``) that keeps what is posted to it and
+    answers ``status`` (with ``location``, for a redirect)."""
 
-    def __init__(self, port: int = 0, status: int = 200, location: str | None = None) -> None:
+    def __init__(self, port: int = 0, status: int = 200, location: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         received, answer = self.received, (status, location)
 
@@ -65,11 +67,14 @@ class Receiver:
                 pass
 
         self.http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.scheme = "http" if tls is None else "https"
+        if tls is not None:
+            self.http.socket = tls.wrap_socket(self.http.socket, server_side=True)
         self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http.server_address[1]}/hook"
+        return f"{self.scheme}://127.0.0.1:{self.http.server_address[1]}/hook"
 
     def __enter__(self) -> Receiver:
         self.thread.start()

@@ -12,9 +12,7 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -83,37 +81,23 @@ def test_names_are_judged_by_every_address_they_resolve_to() -> None:
                                 ).is_loopback
 
 
-class TlsReceiver:
-    """An HTTPS receiver on 127.0.0.1 whose certificate names ``name`` (its own CA)."""
+def tls_receiver(where: Path, name: str) -> tuple[Receiver, str]:
+    """An HTTPS receiver on 127.0.0.1 whose certificate names ``name``, and its CA."""
+    tls = identity.ensure(where, [name], dt.datetime.now(dt.UTC))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    return Receiver(tls=context), str(tls.ca)
 
-    def __init__(self, where: Path, name: str) -> None:
-        tls = identity.ensure(where, [name], dt.datetime.now(dt.UTC))
-        self.ca = str(tls.ca)
-        self.plain = Receiver()
-        self.http: ThreadingHTTPServer = self.plain.http
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(tls.cert), str(tls.key))
-        self.http.socket = context.wrap_socket(self.http.socket, server_side=True)
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
 
-    @property
-    def port(self) -> int:
-        return int(self.http.server_address[1])
-
-    def __enter__(self) -> TlsReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join(timeout=10)
+def port_of(receiver: Receiver) -> int:
+    return int(receiver.http.server_address[1])
 
 
 @pytest.fixture
-def client_trusting(tmp_path: Path) -> Iterator[tuple[TlsReceiver, httpx.Client]]:
-    with TlsReceiver(tmp_path / "receiver", "localhost") as receiver, httpx.Client(
-            timeout=5, verify=ssl.create_default_context(cafile=receiver.ca)) as client:
+def client_trusting(tmp_path: Path) -> Iterator[tuple[Receiver, httpx.Client]]:
+    receiver, ca = tls_receiver(tmp_path / "receiver", "localhost")
+    with receiver, httpx.Client(timeout=5,
+                                verify=ssl.create_default_context(cafile=ca)) as client:
         yield receiver, client
 
 
@@ -122,30 +106,30 @@ def delivery(url: str) -> alerthooks.Delivery:
 
 
 def test_a_post_goes_to_the_judged_address_with_the_name_for_tls_and_host(
-        client_trusting: tuple[TlsReceiver, httpx.Client]) -> None:
+        client_trusting: tuple[Receiver, httpx.Client]) -> None:
     receiver, client = client_trusting
-    url = f"https://localhost:{receiver.port}/hook"
+    url = f"https://localhost:{port_of(receiver)}/hook"
     assert hookworker.post(client, delivery(url), hookreach.LOOPBACK) is None
-    (headers, _), = receiver.plain.received
-    assert headers["host"] == f"localhost:{receiver.port}"
+    (headers, _), = receiver.received
+    assert headers["host"] == f"localhost:{port_of(receiver)}"
     assert headers["x-edgeward-delivery"] == "7"
 
 
 def test_a_certificate_for_another_name_is_refused(
-        client_trusting: tuple[TlsReceiver, httpx.Client]) -> None:
+        client_trusting: tuple[Receiver, httpx.Client]) -> None:
     receiver, client = client_trusting  # its certificate names localhost, not 127.0.0.1
-    error = hookworker.post(client, delivery(f"https://127.0.0.1:{receiver.port}/hook"),
+    error = hookworker.post(client, delivery(f"https://127.0.0.1:{port_of(receiver)}/hook"),
                             hookreach.LOOPBACK)
     assert error is not None and "certificate" in error.lower(), error
-    assert receiver.plain.received == []
+    assert receiver.received == []
 
 
 def test_a_post_to_a_name_inside_is_not_sent(
-        client_trusting: tuple[TlsReceiver, httpx.Client]) -> None:
+        client_trusting: tuple[Receiver, httpx.Client]) -> None:
     receiver, client = client_trusting
-    error = hookworker.post(client, delivery(f"https://localhost:{receiver.port}/hook"))
+    error = hookworker.post(client, delivery(f"https://localhost:{port_of(receiver)}/hook"))
     assert error is not None and "not on the public internet: not posted" in error
-    assert receiver.plain.received == []
+    assert receiver.received == []
 
 
 def test_a_server_that_allows_no_inside_network_never_posts_there(fleet: Fleet) -> None:
@@ -181,11 +165,12 @@ def test_a_name_that_resolves_elsewhere_after_the_check_is_not_followed(
         return real(address, port, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    with TlsReceiver(tmp_path / "receiver", "rebind.test") as receiver, httpx.Client(
-            timeout=5, verify=ssl.create_default_context(cafile=receiver.ca)) as client:
-        url = f"https://rebind.test:{receiver.port}/hook"
+    receiver, ca = tls_receiver(tmp_path / "receiver", "rebind.test")
+    with receiver, httpx.Client(timeout=5,
+                                verify=ssl.create_default_context(cafile=ca)) as client:
+        url = f"https://rebind.test:{port_of(receiver)}/hook"
         assert hookworker.post(client, delivery(url), hookreach.LOOPBACK) is None
         assert hookworker.post(client, delivery(url), hookreach.LOOPBACK) is not None
-    assert len(receiver.plain.received) == 1  # the second check saw 10.9.9.9: not posted
-    assert receiver.plain.received[0][0]["host"] == f"rebind.test:{receiver.port}"
+    assert len(receiver.received) == 1  # the second check saw 10.9.9.9: not posted
+    assert receiver.received[0][0]["host"] == f"rebind.test:{port_of(receiver)}"
     assert asked == ["rebind.test", "rebind.test"]  # once per post: the check's own
