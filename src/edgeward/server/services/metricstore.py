@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from edgeward.server.db.models import Gateway
 from edgeward.server.db.monitoring import IngestReceipt, MetricPoint, MetricRollup
 from edgeward.server.services import registry
 from edgeward.server.services.authz import Action, Principal
@@ -47,7 +48,17 @@ class _Summary:
 
 def series(session: Session, principal: Principal, serial: str, metric: str, app: str,
            since: dt.datetime | None, now: dt.datetime, points: int = 240) -> dict[str, Any]:
+    """A gateway's series, if the principal may read the gateway."""
     gateway = registry.find(session, principal, serial, Action.GATEWAY_READ)
+    return series_of(session, gateway, metric, app, since, now, points)
+
+
+def series_of(session: Session, gateway: Gateway, metric: str, app: str,
+              since: dt.datetime | None, now: dt.datetime, points: int = 240
+              ) -> dict[str, Any]:
+    """The series of a gateway already found (and read-checked) by the caller: raw points
+    and roll-ups alike, in ``points`` buckets."""
+    serial = gateway.serial
     since = since or now - DEFAULT_WINDOW
     step = max(30, math.ceil((now - since).total_seconds() / points))
     buckets: dict[int, _Summary] = defaultdict(_Summary)

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from edgeward.server.db.models import Alert, Gateway
 from edgeward.server.db.monitoring import MetricPoint
 from edgeward.server.services import metricstore
-from edgeward.server.services.authz import Principal
 from edgeward.server.services.registry import aware
 
 PLOT = {"left": 56, "top": 10, "width": 640, "height": 120}
@@ -74,9 +73,9 @@ def panel(title: str, series: list[tuple[str, list[dict[str, Any]]]], since: dt.
             "empty": not any(points for _, points in series)}
 
 
-def for_gateway(session: Session, principal: Principal, gateway: Gateway, now: dt.datetime,
+def for_gateway(session: Session, gateway: Gateway, now: dt.datetime,
                 window: dt.timedelta = WINDOW) -> list[dict[str, Any]]:
-    """The gateway's panels over the last ``window``."""
+    """The panels of a gateway the caller found and may read, over the last ``window``."""
     since = now - window
     apps = sorted(a for (a,) in session.execute(select(distinct(MetricPoint.app)).where(
         MetricPoint.gateway_id == gateway.id, MetricPoint.at >= since,
@@ -87,11 +86,11 @@ def for_gateway(session: Session, principal: Principal, gateway: Gateway, now: d
                  Alert.status != "resolved")).scalars()]
     panels = []
     for metric, title, ceiling in PANELS:
-        series = [("gateway", metricstore.series(session, principal, gateway.serial, metric,
-                                                 "", since, now, POINTS)["points"])]
+        series = [("gateway", metricstore.series_of(session, gateway, metric, "", since, now,
+                                                    POINTS)["points"])]
         if metric == "cpu_percent":  # each app's, in % of one CPU
-            series += [(f"app {app}", metricstore.series(
-                session, principal, gateway.serial, metric, app, since, now, POINTS)["points"])
+            series += [(f"app {app}", metricstore.series_of(
+                session, gateway, metric, app, since, now, POINTS)["points"])
                 for app in apps[:len(COLOURS) - 1]]
         panels.append(panel(title, series, since, now, ceiling, marks))
     return panels

@@ -156,7 +156,7 @@ def gateway(serial: Serial, request: Request,
                 "findings": findings.listed(session, who, now, gateway=serial),
                 "quarantined_since": remediation.quarantined_since(session, found),
                 "actions": remediation.listed(session, who, serial, 10),
-                "charts": charts.for_gateway(session, who, found, now,
+                "charts": charts.for_gateway(session, found, now,
                                              dt.timedelta(hours=hours)), "hours": hours}
 
     return _render(request, Action.GATEWAY_READ, "gateway.html", f"Gateway {serial}", build)
