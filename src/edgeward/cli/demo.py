@@ -73,12 +73,12 @@ def _summary(result: DemoResult, directory: Path, out: Console) -> None:
         if g.reason:
             out.print(f"[bold]{g.serial}[/]: {g.reason}")
     out.print(f"fleet server was at {result.server}; as the tenant's operator sees "
-                  f"it: " + ", ".join(f"{g['serial']} {g['attestation']}"
-                                      for g in result.fleet))
+              f"it: " + ", ".join(f"{g['serial']} {g['attestation']}"
+                                  for g in result.fleet))
     silent = [g.serial for g in result.gateways if g.after_tamper == "refused"]
     out.print(f"{', '.join(silent)} went silent: without the identity key that only a "
-                  "verified boot opens it cannot reach the server; its last attestation "
-                  "goes stale")
+              "verified boot opens it cannot reach the server; its last attestation "
+              "goes stale")
     if result.updates is not None:
         _print_updates(result.updates, out)
     if result.apps is not None:
@@ -87,7 +87,7 @@ def _summary(result: DemoResult, directory: Path, out: Console) -> None:
     if result.monitoring is not None:
         _print_monitoring(result.monitoring, out)
     out.print(f"dashboard was at {result.server}/ (sign in with the token in "
-                  f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
+              f"{result.operator_token}); 'edgeward demo --serve' keeps it up")
     out.print(f"files kept in {directory} (server data in {directory / 'server'})")
 
 
@@ -107,8 +107,8 @@ def _print_updates(story: UpdateStory, out: Console) -> None:
         table.add_row(serial, *cells, story.versions[serial])
     out.print(table)
     out.print(f"rollout of {story.patch.version}: {story.patch.rollout.get('state')}; "
-                  f"of {story.bad.version}: {story.bad.rollout.get('state')} "
-                  f"({story.bad.rollout.get('halted_reason') or '-'})")
+              f"of {story.bad.version}: {story.bad.rollout.get('state')} "
+              f"({story.bad.rollout.get('halted_reason') or '-'})")
 
 
 def _print_secrets(story: SecretStory, out: Console) -> None:
@@ -165,9 +165,9 @@ def _print_apps(story: AppStory, out: Console) -> None:
                       f"[red]{count} ({kinds})[/]" if count else "[green]nothing[/]")
     out.print(table)
     out.print(f"minibar's cloud got {story.reports.get('minibar', 0)} stock reports while "
-                  "hvac was being refused next door")
+              "hvac was being refused next door")
     learnt = story.profile
     out.print(f"complain mode on {story.lab} learnt for hvac: plugs "
-                  f"{', '.join(learnt.get('interfaces', [])) or '-'}; egress "
-                  f"{', '.join(learnt.get('egress', [])) or '-'}; still denied: "
-                  f"{', '.join(d['what'] for d in learnt.get('denied', [])) or '-'}")
+              f"{', '.join(learnt.get('interfaces', [])) or '-'}; egress "
+              f"{', '.join(learnt.get('egress', [])) or '-'}; still denied: "
+              f"{', '.join(d['what'] for d in learnt.get('denied', [])) or '-'}")
