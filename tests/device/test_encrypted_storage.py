@@ -161,6 +161,21 @@ def test_a_wrong_volume_key_is_refused_and_leaves_it_locked(gateway: VirtualBoar
     assert not volume.unlocked(gateway)
 
 
+def test_a_boot_cut_between_mount_and_key_is_still_locked(gateway: VirtualBoard) -> None:
+    """A power cut (on the virtual board, a killed process) after the data area was
+    mounted but before its key was given leaves it mounted and sealed: locked, and
+    ``device status`` says so instead of failing on the sealed folder."""
+    assert volume.unlocked(gateway)
+    gateway.power_off()
+    mounts.mount(gateway.data_partition, gateway.data_mount, "ext4", volume.MOUNT_OPTIONS)
+    try:
+        assert os.path.ismount(gateway.data_mount)
+        assert not volume.unlocked(gateway)
+        assert volume.describe(gateway)["unlocked"] is False
+    finally:
+        gateway.power_off()
+
+
 def test_the_recovery_key_opens_the_data_area_without_a_verified_boot(
         gateway: VirtualBoard, tmp_path: Path) -> None:
     key = recovery.pending(gateway)

@@ -35,7 +35,14 @@ MOUNT_OPTIONS = "loop,nodev,nosuid"
 
 
 def unlocked(board: Board) -> bool:
-    return os.path.ismount(board.data_mount)
+    """Mounted, with the system folder's key in the kernel. A boot cut between the two
+    (on the virtual board a killed process leaves its mount) is still locked."""
+    if not os.path.ismount(board.data_mount):
+        return False
+    system = board.data_mount / SYSTEM
+    identifier = _policy_key(system) if system.is_dir() else None
+    return (identifier is not None
+            and fscrypt.key_status(board.data_mount, identifier) == fscrypt.KEY_PRESENT)
 
 
 def _add(board: Board, volume_key: bytes, label: str) -> bytes:
