@@ -78,6 +78,7 @@ def _no_data_area_left_mounted(tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield
     for base in (tmp_path_factory.getbasetemp(), *SCRATCH):
         _power_off_under(base)
+        mounts.unmount_under(base)  # anything else of ours: an app image, a stray data area
         _stop_chips_under(base)
 
 
@@ -122,6 +123,16 @@ def scratch_dir(prefix: str) -> Path:
     where.chmod(0o755)  # the way to the gateways: apps' users pass it
     SCRATCH.append(where)
     return where
+
+
+def remove_scratch(where: Path) -> None:
+    """Power off the boards in a scratch directory, then delete it. Deleting first would
+    empty a mounted data area and delete its image, leaving the mount (and its loop
+    device) behind with nothing left to say whose board it was."""
+    _power_off_under(where)
+    mounts.unmount_under(where)
+    _stop_chips_under(where)
+    shutil.rmtree(where, ignore_errors=True)
 
 
 def slot_a_rootfs(board: VirtualBoard) -> rootfs.SealedRootfs:

@@ -17,7 +17,7 @@ from edgeward.device.apps import cgroups, store
 from edgeward.device.storage import volume
 from edgeward.files import sha384_file, traversable_dir
 from edgeward.release import appimage
-from tests.conftest import scratch_dir
+from tests.conftest import remove_scratch, scratch_dir
 
 
 def build(where: Path, name: str, files: dict[str, str], manifest: str,
@@ -67,5 +67,4 @@ def board() -> Iterator[VirtualBoard]:
             cgroups.kill(group)
             store.remove(gateway, name)
             cgroups.remove(group)
-        gateway.power_off()
-        shutil.rmtree(root, ignore_errors=True)
+        remove_scratch(root)

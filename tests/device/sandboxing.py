@@ -4,7 +4,6 @@ and the agent's audit monitor collecting what it reports."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from edgeward.device.apps import cgroups, launch, sandbox
 from edgeward.device.apps.denials import Denial
 from edgeward.device.apps.monitor import Monitor
 from edgeward.trust.appmanifest import parse
-from tests.conftest import require_root, require_tool, scratch_dir
+from tests.conftest import remove_scratch, require_root, require_tool, scratch_dir
 
 USER = sandbox.AppUser(23456, 23456)
 
@@ -105,8 +104,8 @@ def app() -> Iterator[App]:
     try:
         yield App(root)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
         for name in ("probe", "forker"):
             group = cgroups.existing(name)
             cgroups.kill(group)
             cgroups.remove(group)
+        remove_scratch(root)

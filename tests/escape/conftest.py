@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -28,7 +27,7 @@ from edgeward.device.agent import Agent, AgentSettings
 from edgeward.device.apps import cgroups, store
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
-from tests.conftest import require_tool, scratch_dir
+from tests.conftest import remove_scratch, require_tool, scratch_dir
 from tests.device.dbusbus import Bus, Services, running_bus, running_services
 from tests.device.sandboxing import need_root
 from tests.escape import hostile
@@ -153,7 +152,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     forbidden, stop_forbidden = _listener()
     master, slave = os.openpty()
     with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, where, True)
+        stack.callback(remove_scratch, where)
         stack.callback(os.close, master)
         for server, stop in ((allowed, stop_allowed), (forbidden, stop_forbidden)):
             stack.callback(server.close)

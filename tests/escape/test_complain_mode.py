@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from edgeward.device.apps import cgroups, profile, store
 from edgeward.errors import InputError
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
-from tests.conftest import require_tool, scratch_dir
+from tests.conftest import remove_scratch, require_tool, scratch_dir
 from tests.device.dbusbus import running_bus, running_services
 from tests.device.sandboxing import need_root
 from tests.escape.conftest import _listener
@@ -79,7 +78,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[World, Agent, ApiClient, int, Path]]:
     listener, stop_listener = _listener()
     master, slave = os.openpty()
     with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, where, True)
+        stack.callback(remove_scratch, where)
         stack.callback(os.close, master)
         stack.callback(listener.close)
         stack.callback(stop_listener.set)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from edgeward.board import mounts
-from tests.conftest import require_tool, scratch_dir
+from tests.conftest import remove_scratch, require_tool, scratch_dir
 
 HEX_NONCE = "ab" * 32
 
@@ -78,7 +78,6 @@ def test_attest_and_verify_from_the_cli(fleet: Path, tmp_path: Path) -> None:
 
 
 def test_tampered_kernel_refuses_to_boot_with_exit_5(fleet: Path, tmp_path: Path) -> None:
-    import shutil
 
     device = tmp_path / "tampered"
     shutil.copytree(fleet / "c-1", device)
@@ -173,7 +172,7 @@ def reachable() -> Iterator[Path]:
     try:
         yield where
     finally:
-        shutil.rmtree(where, ignore_errors=True)
+        remove_scratch(where)
 
 
 def _demo_served(where: Path) -> tuple[dict[str, object], str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from edgeward.device.apps import reconcile, store, users
 from edgeward.errors import InputError, IntegrityError, SecurityError
 from edgeward.release import appimage, publish
 from edgeward.release.apppublish import publish_app
-from tests.conftest import require_root, scratch_dir
+from tests.conftest import remove_scratch, require_root, scratch_dir
 from tests.integration.test_cli import edgeward
 from tests.updates.conftest import World
 
@@ -264,4 +263,4 @@ def test_an_installed_app_runs_in_its_sandbox_from_the_cli(world: World) -> None
     finally:
         for name in store.installed(agent.board):
             store.remove(agent.board, name)
-        shutil.rmtree(where, ignore_errors=True)
+        remove_scratch(where)

@@ -1,6 +1,7 @@
 """What the running server holds: its database, trust anchors, known-good values, clock,
-the security-event rate limit per gateway (a token bucket), and the master key that
-unwraps the envelope keys of secrets at rest (never shown in a repr or a traceback)."""
+the rate limits of security events and log lines per gateway (token buckets), and the
+master key that unwraps the envelope keys of secrets at rest (never shown in a repr or a
+traceback)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from edgeward.errors import NotAvailable
 from edgeward.server.db.engine import Database
 from edgeward.server.services.cohorts import Cohorts
 from edgeward.server.services.hookreach import Network
+from edgeward.server.services.logquota import LogQuota
 from edgeward.server.services.registry import Trust
 from edgeward.server.services.repository import ServerRepository
 from edgeward.server.services.revocation import Revoked
@@ -33,6 +35,7 @@ class ServerState:
     clock: Callable[[], dt.datetime] = field(default=_utcnow)
     event_burst: int = 300  # events a gateway may send at once ...
     event_rate: float = 5.0  # ... and per second after that; the rest are dropped
+    log_quota: LogQuota = field(default_factory=LogQuota)  # log lines per gateway
     master_key: bytes | None = field(default=None, repr=False)
     cohorts: Cohorts = field(default_factory=Cohorts)  # the cohorts' levels, in memory
     revoked: Revoked = field(default_factory=Revoked)  # revoked certificates, cached

@@ -50,7 +50,8 @@ class LogBatch(Body):
 
 @router.post("/v1/gateway/logs", tags=["gateway"])
 def gateway_logs(body: LogBatch, request: Request) -> dict[str, Any]:
-    """Store a batch of log lines once: a batch sent again stores nothing."""
+    """Store a batch of log lines once (a batch sent again stores nothing), as many as
+    the gateway's quota lets through: the rest are dropped, counted and alerted."""
     state = state_of(request)
     lines = [logstore.Line(line.time, line.app, line.source, line.level, line.text)
              for line in body.lines]
@@ -58,10 +59,10 @@ def gateway_logs(body: LogBatch, request: Request) -> dict[str, Any]:
         try:
             with state.db.transaction() as session:
                 _, known = deps.gateway(session, request)
-                stored, duplicate = logstore.ingest(
+                stored, dropped, duplicate = logstore.ingest(
                     session, registry.require_enrolled(known), body.batch, lines,
-                    state.clock())
-                return {"stored": stored, "duplicate": duplicate}
+                    state.clock(), state.log_quota)
+                return {"stored": stored, "dropped": dropped, "duplicate": duplicate}
         except IntegrityError:  # the same batch twice at once: the other stored it
             if attempt == 2:
                 raise

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from edgeward.server.services.authz import PLATFORM_TENANT, Action, Principal, a
 from edgeward.trust import vault
 
 MAX_URL = 500
-LOOPBACK_NAMES = ("localhost",)
 
 
 def check_url(url: str, allow: tuple[hookreach.Network, ...] = ()) -> str:
@@ -59,20 +57,11 @@ def check_url(url: str, allow: tuple[hookreach.Network, ...] = ()) -> str:
         raise InputError("a hook URL has no #fragment")
     if port == 0:
         raise InputError("a hook URL's port is 1-65535")
-    if parts.scheme == "http" and not loopback(host):
+    if parts.scheme == "http" and not hookreach.loopback(host):
         raise InputError("a hook URL is https://; plain http:// only to this machine "
                          "(localhost, 127.0.0.1, ::1)")
     hookreach.judge_written(host, allow)
     return url
-
-
-def loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _binding(tenant_id: int, url: str) -> bytes:

@@ -53,6 +53,16 @@ def allowed(address: Address, allow: tuple[Network, ...]) -> bool:
                                      for n in allow)
 
 
+def loopback(host: str) -> bool:
+    """``localhost`` or a loopback address literal (this machine, as written)."""
+    if host.lower() in _LOCALHOST:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def judge_written(host: str, allow: tuple[Network, ...]) -> None:
     """When a hook is set: an address or ``localhost`` in its URL must be allowed (a name
     is judged as it resolves, when an alert is posted)."""
