@@ -33,6 +33,20 @@ def tls_context(server_ca: str, cert: str | None = None, key: str | None = None
     return context
 
 
+RETRY_AFTER = (1.0, 300.0)  # a Retry-After is believed within these bounds (seconds)
+
+
+def retry_after(header: str | None) -> float:
+    """A Retry-After in seconds, bounded (a missing or HTTP-date one: the least)."""
+    try:
+        seconds = float(header) if header is not None else RETRY_AFTER[0]
+    except ValueError:
+        seconds = RETRY_AFTER[0]
+    if seconds != seconds:  # NaN
+        seconds = RETRY_AFTER[0]
+    return min(RETRY_AFTER[1], max(RETRY_AFTER[0], seconds))
+
+
 class ApiClient:
     def __init__(self, base_url: str, context: ssl.SSLContext, token: str | None = None,
                  timeout: float = 10.0) -> None:
@@ -78,7 +92,10 @@ class ApiClient:
             message = str(response.json().get("error") or response.text)
         except ValueError:
             message = response.text[:200]
-        if response.status_code >= 500 or response.status_code == 429:
+        if response.status_code == 429:  # taken no more of now: back after Retry-After
+            raise errors.Throttled(f"server: {message} (HTTP 429)",
+                                   retry_after(response.headers.get("retry-after")))
+        if response.status_code >= 500:
             # the server is there but cannot serve now: as retryable as a server away
             raise errors.Unreachable(f"server busy or failing: {message} "
                                      f"(HTTP {response.status_code})")

@@ -30,6 +30,7 @@ place and nothing else.
     │   └── Conflict                       a name or identity already taken (HTTP 409)
     ├── ToolError                 exit 7   an external program is missing or failed
     │   └── Unreachable                    the fleet server does not answer
+    │       └── Throttled                  it takes no more of this now (HTTP 429)
     └── NotAvailable              exit 8   a feature this build does not offer yet
 """
 
@@ -151,6 +152,15 @@ class ToolError(Error):
 
 class Unreachable(ToolError):
     pass
+
+
+class Throttled(Unreachable):
+    """The server is there but takes no more of this from us now: try again after
+    ``retry_after`` seconds (HTTP 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotAvailable(Error):

@@ -21,6 +21,7 @@ from edgeward.device.telemetry import sockets
 from edgeward.device.telemetry.monitor import Monitoring, MonitorSettings
 from edgeward.device.telemetry.spool import ReportSpool
 from edgeward.errors import Unreachable
+from edgeward.server.services.logquota import LogQuota
 from tests.updates.conftest import world, world_template  # noqa: F401 (fixtures)
 from tests.updates.world import World
 
@@ -180,3 +181,32 @@ def test_failed_logins_are_pushed_per_source_as_they_are_written(
                    for a in raised)
     finally:
         watch.close()
+
+
+def test_log_lines_over_the_quota_wait_and_the_rest_goes_on(world: World, agent: Agent  # noqa: F811
+                                                            ) -> None:
+    """A log batch the server refuses for this gateway's quota (429) waits as long as it
+    asks (bounded), under the same id; reports and events are delivered meanwhile."""
+    world.server.state.log_quota = LogQuota(burst=2, rate=0.001)
+    watch = monitoring(agent)
+    watch.agent_line("before the flood")
+    watch._deliver()  # one of the two lines' worth taken
+    for n in range(3):
+        watch.agent_line(f"flood {n}")
+    held = watch.logs.take()
+    watch.sample()
+    watch._deliver()  # refused: the server asks for 1,000 s, the agent waits 300 at most
+    assert 290 < watch.logs_held_until - time.monotonic() <= 300
+    assert len(watch.spool) == 0  # the report went all the same
+    assert len(points(world, "memory_percent")) == 1
+    watch._deliver()  # still waiting: not even sent
+    world.server.state.log_quota = LogQuota()
+    watch._deliver()
+    assert watch.logs.take() is held  # no sooner than asked
+    watch.logs_held_until = 0.0  # the 300 s are over
+    watch._deliver()
+    assert watch.logs.take().lines == []
+    with world.admin() as admin:
+        lines = admin.call("GET", f"/v1/logs?gateway={SERIAL}&q=flood")["lines"]
+    assert sorted(x["text"] for x in lines) == [
+        "before the flood", "flood 0", "flood 1", "flood 2"]

@@ -147,10 +147,8 @@ def test_a_batch_sent_twice_is_stored_once(fleet: Fleet) -> None:
     now = time.time()
     lines = [line(f"line {i}", now - 10 + i) for i in range(5)]
     batch = batch_id()
-    assert ship(fleet, "gw-1", lines, batch) == {"stored": 5, "dropped": 0,
-                                                 "duplicate": False}
-    assert ship(fleet, "gw-1", lines, batch) == {"stored": 0, "dropped": 0,
-                                                 "duplicate": True}
+    assert ship(fleet, "gw-1", lines, batch) == {"stored": 5, "duplicate": False}
+    assert ship(fleet, "gw-1", lines, batch) == {"stored": 0, "duplicate": True}
     assert len(texts(setup)) == 5
     twin = batch_id()
     answers: list[dict[str, Any]] = []
@@ -165,14 +163,13 @@ def test_a_batch_sent_twice_is_stored_once(fleet: Fleet) -> None:
         thread.join()
     assert sorted(a["stored"] for a in answers) == [0, 5]
     assert len(texts(setup)) == 10
-    assert ship(fleet, "gw-1", [], batch_id()) == {"stored": 0, "dropped": 0,
-                                                   "duplicate": False}
+    assert ship(fleet, "gw-1", [], batch_id()) == {"stored": 0, "duplicate": False}
 
 
-def test_a_flood_of_lines_is_cut_at_the_gateways_quota_with_one_alert(fleet: Fleet
-                                                                      ) -> None:
-    """A gateway may ship ``burst`` lines at once, then ``rate`` a second: the first lines
-    of a batch are stored, the rest dropped and counted, and the drop alerted once."""
+def test_a_batch_over_the_quota_waits_and_a_loop_is_alerted(fleet: Fleet) -> None:
+    """A gateway may ship ``burst`` lines at once, then ``rate`` a second: a batch the
+    quota cannot cover is refused whole (429, Retry-After), nothing of it kept, and taken
+    when sent again later under the same id; pressing on for ten minutes is alerted."""
     setup = prepare(fleet)
     state = fleet.server.state
     start = dt.datetime.now(dt.UTC)
@@ -181,22 +178,29 @@ def test_a_flood_of_lines_is_cut_at_the_gateways_quota_with_one_alert(fleet: Fle
     state.log_quota = LogQuota(burst=8, rate=0.5)
     now = time.time()
     assert ship(fleet, "gw-1", [line(f"first {i}", now) for i in range(5)]) == {
-        "stored": 5, "dropped": 0, "duplicate": False}
-    flood = [line(f"loop {i}", now) for i in range(5)]
-    batch = batch_id()
-    assert ship(fleet, "gw-1", flood, batch) == {"stored": 3, "dropped": 2,
-                                                 "duplicate": False}
-    assert ship(fleet, "gw-1", flood, batch) == {  # sent again: neither stored nor taken
-        "stored": 0, "dropped": 0, "duplicate": True}
+        "stored": 5, "duplicate": False}
+    flood, batch = [line(f"loop {i}", now) for i in range(5)], batch_id()
+    with fleet.gateway("gw-1") as gw:
+        refused = gw.post("/v1/gateway/logs", json={"batch": batch, "lines": flood})
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "4"
+    assert "gw-1 is over its log quota (8 lines at once, then 0.5 a second)" in \
+        refused.json()["error"]
+    assert texts(setup, "?gateway=gw-1&q=loop") == []  # nothing of it kept
     assert ship(fleet, "gw-2", [line("its own quota", now)])["stored"] == 1
-    clock["now"] = start + dt.timedelta(seconds=4)  # two lines' worth refilled
-    assert ship(fleet, "gw-1", [line(f"later {i}", now) for i in range(3)])["stored"] == 2
-    assert sorted(texts(setup, "?gateway=gw-1&q=loop")) == ["loop 0", "loop 1", "loop 2"]
-    assert len(texts(setup, "?gateway=gw-1")) == 10
+    clock["now"] = start + dt.timedelta(seconds=4)  # two lines' worth refilled: five now
+    assert ship(fleet, "gw-1", flood, batch) == {"stored": 5, "duplicate": False}
+    assert ship(fleet, "gw-1", flood, batch) == {"stored": 0, "duplicate": True}
+    assert sorted(texts(setup, "?gateway=gw-1&q=loop")) == [f"loop {i}" for i in range(5)]
+    with setup.as_("hotels/eyes") as viewer:
+        assert not [a for a in viewer.get("/v1/alerts").json() if a["kind"] == "logs.flood"]
+    for minute in range(1, 12):  # an app in a loop: refused again and again
+        clock["now"] = start + dt.timedelta(minutes=minute)
+        ship(fleet, "gw-1", [line("loop", now)] * 8)
+        ship(fleet, "gw-1", [line("loop", now)] * 8, status=429)
     with setup.as_("hotels/eyes") as viewer:
         raised = [a for a in viewer.get("/v1/alerts").json() if a["kind"] == "logs.flood"]
     assert len(raised) == 1 and raised[0]["gateway"] == "gw-1"  # one per quiet window
-    assert "2 of a batch of 5 dropped" in raised[0]["detail"]
+    assert "for 10 minutes: an app logging in a loop" in raised[0]["detail"]
 
 
 def test_the_agent_shipper_resends_under_the_same_id(fleet: Fleet, tmp_path: Path) -> None:
@@ -213,7 +217,7 @@ def test_the_agent_shipper_resends_under_the_same_id(fleet: Fleet, tmp_path: Pat
         assert gw.post("/v1/gateway/logs", json=batch.body()).json()["stored"] == 3
         again = shipper.take()  # the answer was lost: sent again
         assert gw.post("/v1/gateway/logs", json=again.body()).json() == {
-            "stored": 0, "dropped": 0, "duplicate": True}
+            "stored": 0, "duplicate": True}
         shipper.sent(again)
         assert shipper.take().lines == []
     stored = found(setup)["lines"]

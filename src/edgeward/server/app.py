@@ -44,7 +44,7 @@ from edgeward.server.api import (
     updates,
 )
 from edgeward.server.api.repository import MAX_METADATA
-from edgeward.server.app_errors import status_of
+from edgeward.server.app_errors import headers_of, status_of
 from edgeward.server.services.repository import MAX_BLOB
 from edgeward.server.state import ServerState
 from edgeward.server.web import alerts as alerts_web
@@ -81,7 +81,8 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.exception_handler(errors.Error)
     async def on_error(request: Request, error: errors.Error) -> JSONResponse:
-        return JSONResponse({"error": error.message}, status_code=status_of(error))
+        return JSONResponse({"error": error.message}, status_code=status_of(error),
+                            headers=headers_of(error))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, error: StarletteHTTPException) -> JSONResponse:

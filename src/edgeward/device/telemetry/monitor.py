@@ -8,7 +8,8 @@ events at once, logs, and the hardening audit daily.
 - ``audit_after`` the start and every ``audit_every`` then: the hardening audit, its
   findings to the server;
 - then whatever is pending goes out: events first, then reports, then log lines; while
-  the server is away it all waits (bounded) and goes when it is back.
+  the server is away it all waits (bounded) and goes when it is back. Log lines over
+  the gateway's quota (HTTP 429) wait as long as the server asks, the rest going on.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from edgeward.device.telemetry.logship import LogShipper
 from edgeward.device.telemetry.report import AppUsage, build
 from edgeward.device.telemetry.sampler import Sampler
 from edgeward.device.telemetry.spool import ReportSpool
-from edgeward.errors import Error, InputError, Unreachable
+from edgeward.errors import Error, InputError, Throttled, Unreachable
 from edgeward.files import write_atomic
 
 log = logging.getLogger("edgeward.agent")
@@ -70,6 +71,7 @@ class Monitoring:
         self.auth = AuthLog(self.settings.auth_log) if self.settings.auth_log else None
         self.audit_due = 0.0
         self.pending_audit: dict[str, Any] | None = None
+        self.logs_held_until = 0.0  # monotonic; the server asked for the logs to wait
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: dict[str, Any] = {}  # the latest report, for status and tests
@@ -241,9 +243,13 @@ class Monitoring:
                 batch, reports = self.spool.take()
                 post("/v1/gateway/telemetry", {"batch": batch, "reports": reports},
                      self.spool.sent)
-            lines = self.logs.take()
-            if lines.lines:
-                post("/v1/gateway/logs", lines.body(), lambda: self.logs.sent(lines))
+            lines = self.logs.take() if time.monotonic() >= self.logs_held_until else None
+            if lines is not None and lines.lines:
+                try:
+                    post("/v1/gateway/logs", lines.body(), lambda: self.logs.sent(lines))
+                except Throttled as e:  # over this gateway's log quota: the batch waits
+                    self.logs_held_until = time.monotonic() + e.retry_after
+                    log.info("log lines held back %.0f s: %s", e.retry_after, e.message)
             if self.pending_audit is not None:
                 post("/v1/gateway/audit", self.pending_audit,
                      lambda: setattr(self, "pending_audit", None))

@@ -10,7 +10,7 @@ from fastapi.routing import APIRouter
 from pydantic import Field, StringConstraints
 from sqlalchemy.exc import IntegrityError
 
-from edgeward.errors import InputError
+from edgeward.errors import InputError, Throttled
 from edgeward.server.api import deps
 from edgeward.server.api.models import Name, Serial
 from edgeward.server.api.security import AppName, Epoch, Since
@@ -50,8 +50,8 @@ class LogBatch(Body):
 
 @router.post("/v1/gateway/logs", tags=["gateway"])
 def gateway_logs(body: LogBatch, request: Request) -> dict[str, Any]:
-    """Store a batch of log lines once (a batch sent again stores nothing), as many as
-    the gateway's quota lets through: the rest are dropped, counted and alerted."""
+    """Store a batch of log lines once (a batch sent again stores nothing), if the
+    gateway's quota takes it whole; else 429 with Retry-After, and nothing is stored."""
     state = state_of(request)
     lines = [logstore.Line(line.time, line.app, line.source, line.level, line.text)
              for line in body.lines]
@@ -59,13 +59,20 @@ def gateway_logs(body: LogBatch, request: Request) -> dict[str, Any]:
         try:
             with state.db.transaction() as session:
                 _, known = deps.gateway(session, request)
-                stored, dropped, duplicate = logstore.ingest(
-                    session, registry.require_enrolled(known), body.batch, lines,
-                    state.clock(), state.log_quota)
-                return {"stored": stored, "dropped": dropped, "duplicate": duplicate}
+                gateway = registry.require_enrolled(known)
+                taken = logstore.ingest(session, gateway, body.batch, lines, state.clock(),
+                                        state.log_quota)
+                serial = gateway.serial
         except IntegrityError:  # the same batch twice at once: the other stored it
             if attempt == 2:
                 raise
+            continue
+        if taken.retry_after is not None:  # after the commit: a flood alert is kept
+            quota = state.log_quota
+            raise Throttled(f"{serial} is over its log quota ({quota.burst} lines at once, "
+                            f"then {quota.rate:g} a second): send this batch again later",
+                            taken.retry_after)
+        return {"stored": taken.stored, "duplicate": taken.duplicate}
     raise AssertionError("unreachable")
 
 

@@ -43,7 +43,7 @@ from edgeward.server.db.monitoring import IngestReceipt, LogLine
 from edgeward.server.services import alerts
 from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.services.intake import occurred
-from edgeward.server.services.logquota import FLOOD, LogQuota
+from edgeward.server.services.logquota import FLOOD, FLOOD_AFTER, LogQuota, Verdict
 from edgeward.server.services.registry import aware, iso
 from edgeward.server.services.security import in_scope, parse_since
 
@@ -69,32 +69,44 @@ class Line:
     text: str
 
 
+@dataclass(frozen=True)
+class Taken:
+    """What became of a batch."""
+
+    stored: int
+    duplicate: bool = False
+    retry_after: float | None = None  # refused whole by the gateway's quota: come back then
+
+
 def ingest(session: Session, gateway: Gateway, batch: str, lines: Sequence[Line],
-           now: dt.datetime, quota: LogQuota) -> tuple[int, int, bool]:
-    """Store ``batch`` unless it was stored before, as many of its lines as the gateway's
-    quota lets through; (lines stored, lines dropped, whether a duplicate)."""
+           now: dt.datetime, quota: LogQuota) -> Taken:
+    """Store ``batch`` unless it was stored before, if the gateway's quota takes it whole
+    (refused, nothing of it is kept, so it can come again under the same id)."""
     known = session.get(IngestReceipt, (gateway.id, batch))
     if known is not None:
         if known.kind != KIND:
             raise InputError(f"batch {batch} was already used for {known.kind}")
-        return 0, 0, True
+        return Taken(0, duplicate=True)
+    verdict = quota.take(gateway.id, len(lines), now) if lines else Verdict(True)
+    if not verdict.admitted:
+        if verdict.flooding:
+            alerts.raise_alert(
+                session, gateway, FLOOD,
+                f"{gateway.serial} has shipped log lines faster than the server takes them "
+                f"({quota.burst} at once, then {quota.rate:g} a second) for "
+                f"{FLOOD_AFTER.seconds // 60} minutes: an app logging in a loop, or a long "
+                "backlog; its lines wait on the gateway, whose log files keep the newest",
+                now, evidence={"batch_lines": len(lines), "burst": quota.burst,
+                               "rate": quota.rate})
+        return Taken(0, retry_after=verdict.retry_after)
     session.add(IngestReceipt(gateway_id=gateway.id, batch=batch, kind=KIND, received_at=now))
     session.flush()  # a concurrent twin waits here, then fails (and is retried)
-    passed = quota.take(gateway.id, len(lines), now) if lines else 0
-    if passed:
+    if lines:
         session.execute(insert(LogLine), [
             {"tenant_id": gateway.tenant_id, "gateway_id": gateway.id, "app": line.app,
              "source": line.source, "level": line.level, "at": occurred(line.time, now),
-             "text": line.text} for line in lines[:passed]])
-    dropped = len(lines) - passed
-    if dropped:
-        alerts.raise_alert(
-            session, gateway, FLOOD,
-            f"{gateway.serial} ships log lines faster than the server takes them "
-            f"({quota.burst} at once, then {quota.rate:g} a second): {dropped} of a batch of "
-            f"{len(lines)} dropped (an app logging in a loop?)", now,
-            evidence={"dropped": dropped, "sent": len(lines)})
-    return passed, dropped, False
+             "text": line.text} for line in lines])
+    return Taken(len(lines))
 
 
 def parse_time(text: str | None, what: str, now: dt.datetime) -> dt.datetime | None:
