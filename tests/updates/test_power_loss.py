@@ -46,7 +46,6 @@ from edgeward.device.boot.chain import BOOT_STATE, boot, last_boot
 from edgeward.device.storage import volume
 from edgeward.device.updates import fetcher, installer, state
 from edgeward.device.updates.updater import Outcome
-from edgeward.errors import StateError
 from edgeward.factory import station
 from edgeward.release import osbuild, workspace
 from edgeward.server.runner import Running, Settings
@@ -200,9 +199,11 @@ def work(board: VirtualBoard) -> Path:
 
 
 def part_size(board: VirtualBoard) -> int:
+    if not volume.unlocked(board):  # cut mid-boot: mounted, perhaps, but sealed
+        return -1
     try:
         return (work(board) / "rootfs.img.part").stat().st_size
-    except (FileNotFoundError, StateError):  # or cut mid-boot: the data area is locked
+    except FileNotFoundError:
         return -1
 
 
