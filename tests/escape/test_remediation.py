@@ -1,11 +1,13 @@
 """Remediation carried out by a running agent: the operator cuts the hostile app's
 network (it restarts with an egress filter that allows nothing, even where its list
 allowed), gives it back, quarantines the gateway (every app cut, the agent still
-reachable: that is how the order to release it arrives), and stops the app."""
+reachable: that is how the order to release it arrives), stops the app, and runs the
+hardening audit on demand."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
@@ -70,3 +72,24 @@ def test_stopping_an_app_and_an_order_that_cannot_be_carried_out(fleet: Fleet) -
     assert fleet.apps()["minibar"]["state"] == "running"  # the neighbour carries on
     gone = order(fleet, "cut-network", "no-such-app")
     assert gone["status"] == "failed" and "no-such-app" in gone["result"]
+
+
+def test_an_audit_order_runs_the_hardening_audit_now(fleet: Fleet) -> None:
+    """On demand, not at the daily time: the agent audits the booted slot and its
+    findings reach the server within seconds, fresh ones (last seen after the order)."""
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    done = order(fleet, "audit")
+    assert done["status"] == "done", done
+    counted = re.fullmatch(r"hardening audit run: (\d+) findings \((\d+) high\), sent to "
+                           r"the server", done["result"])
+    assert counted is not None and int(counted[1]) > 0, done["result"]  # listeners, at least
+    end = time.monotonic() + 30
+    while True:
+        rows = [f for f in fleet.ops.call("GET", f"/v1/findings?gateway={GATEWAY}"
+                                                 "&source=gateway")["findings"]
+                if dt.datetime.fromisoformat(f["last_seen"]) >= before]
+        if len(rows) == int(counted[1]):
+            break
+        assert time.monotonic() < end, (rows, done, fleet.said[-5:])
+        time.sleep(0.2)
+    assert sum(f["severity"] == "high" for f in rows) == int(counted[2])

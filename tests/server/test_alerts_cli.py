@@ -61,8 +61,9 @@ def test_alerts_are_listed_handled_and_answered_from_the_cli(fleet: Fleet) -> No
     assert "quarantine" in shown and "queued for gw-1" in shown
     refused = cli("fleet", "remediate", "gw-1", "cut-network", code=3)
     assert "needs the app" in refused.stderr
+    assert cli.json("fleet", "remediate", "gw-1", "audit")["action"] == "audit"
     assert [a["action"] for a in cli.json("fleet", "actions", "gw-1")] == [
-        "quarantine", "stop-app"]
+        "audit", "quarantine", "stop-app"]
     assert "stop-app" in cli("fleet", "actions", "gw-1").stdout
     assert cli.json("fleet", "show", "gw-1")["quarantined"] is True
     assert cli.json("fleet", "alerts", "resolve", str(alert_id))["status"] == "resolved"

@@ -75,6 +75,7 @@ def test_orders_are_checked_and_kept_to_the_tenant(fleet: Fleet) -> None:
                 ({"action": "stop-app"}, 400),  # which app?
                 ({"action": "cut-network", "app": "Bad App"}, 422),
                 ({"action": "quarantine", "app": "minibar"}, 400),  # the whole gateway
+                ({"action": "audit", "app": "minibar"}, 400),
                 ({"action": "reboot"}, 422),
                 ({"action": "stop-app", "app": "minibar", "alert": on_gw2}, 400),
                 ({"action": "stop-app", "app": "minibar", "alert": 999999}, 404),
@@ -109,18 +110,21 @@ def test_quarantine_is_the_gateways_state_until_released(fleet: Fleet) -> None:
     assert [a["action"] for a in answer["actions"]] == ["quarantine"]
     with setup.as_("hotels/hands") as hands:
         hands.post("/v1/gateways/gw-1/actions", json={"action": "cut-network", "app": "hvac"})
+        hands.post("/v1/gateways/gw-1/actions", json={"action": "audit"})
+        assert hands.get("/v1/gateways/gw-1").json()["quarantined"] is True  # still
         hands.post("/v1/gateways/gw-1/actions", json={"action": "release"})
         assert hands.get("/v1/gateways/gw-1").json()["quarantined"] is False
         assert [a["action"] for a in hands.get("/v1/gateways/gw-1/actions").json()] == [
-            "release", "cut-network", "quarantine"]
+            "release", "audit", "cut-network", "quarantine"]
     answer = fetch(fleet, "gw-1")
     assert answer["quarantined"] is False
     assert [(a["action"], a["app"]) for a in answer["actions"]] == [  # oldest first
-        ("quarantine", ""), ("cut-network", "hvac"), ("release", "")]
+        ("quarantine", ""), ("cut-network", "hvac"), ("audit", ""), ("release", "")]
     with setup.as_("hotels/ops") as admin:
         log = [(e["actor"], e["action"], e["target"]) for e in admin.get("/v1/audit").json()
                if e["action"].startswith("gateway.") and e["action"] != "gateway.assign"]
     assert log == [("hotels/hands", "gateway.release", "gw-1"),
+                   ("hotels/hands", "gateway.audit", "gw-1"),
                    ("hotels/hands", "gateway.cut-network", "gw-1/hvac"),
                    ("hotels/ops", "gateway.quarantine", "gw-1")]
     with fleet.admin() as platform:  # its revocation ends its queue

@@ -19,7 +19,7 @@ from edgeward.cli.output import console, report
 
 STATUSES = ("open", "acked", "resolved")
 SEVERITIES = ("critical", "high", "medium", "low")
-ACTIONS = ("stop-app", "cut-network", "restore-network", "quarantine", "release")
+ACTIONS = ("stop-app", "cut-network", "restore-network", "quarantine", "release", "audit")
 ALERT_COLUMNS = [("id", "id"), ("at", "when"), ("gateway", "gateway"),
                  ("severity", "severity"), ("kind", "kind"), ("app", "app"),
                  ("status", "status"), ("verdict", "verdict"), ("detail", "detail")]
@@ -147,8 +147,9 @@ def hook_delete() -> None:
 def remediate(serial: str, action: str, app: str | None, alert_id: int | None,
               as_json: bool) -> None:
     """Order gateway SERIAL to act: stop an app, cut or restore its network, quarantine
-    the gateway (only its update and monitoring channels stay open) or release it. The
-    gateway takes the order at its next check; see `edgeward fleet actions SERIAL`."""
+    the gateway (only its update and monitoring channels stay open) or release it, or
+    run its hardening audit now (its findings then show in `edgeward fleet findings`).
+    The gateway takes the order at its next check; see `edgeward fleet actions SERIAL`."""
     body: dict[str, Any] = {"action": action}
     if app:
         body["app"] = app

@@ -245,7 +245,8 @@ class Agent:
     def follow_orders(self, client: ApiClient) -> None:
         """Carry out what operators ordered (stop an app, cut its network, quarantine)."""
         try:
-            orders.follow(self.board, self.apps, client, self.say)
+            orders.follow(self.board, self.apps, client, self.say,
+                          self.monitoring.audit if self.monitoring is not None else None)
         except Unreachable:
             raise
         except Error as e:  # an order the server cannot give now waits for the next beat

@@ -5,7 +5,8 @@ here and reported (``POST /v1/gateway/actions/<id>``, done or failed, with a lin
 how). Stopping an app is the operator stop (it stays stopped until started again);
 cutting an app's network restarts it without any (:mod:`apps.remedy`); quarantine cuts
 every app's. The agent's own channels to the server (updates, monitoring, these orders)
-stay open: that is how a quarantine is lifted.
+stay open: that is how a quarantine is lifted. An audit order runs the hardening audit
+now (the monitoring's, which sends its findings with its next delivery).
 """
 
 from __future__ import annotations
@@ -16,15 +17,23 @@ from edgeward.api_client import ApiClient
 from edgeward.board.base import Board
 from edgeward.device.apps import remedy, store
 from edgeward.device.apps.runtime import AppRuntime
-from edgeward.errors import Error, InputError
+from edgeward.errors import Error, InputError, StateError
 
-KINDS = ("stop-app", "cut-network", "restore-network", "quarantine", "release")
+KINDS = ("stop-app", "cut-network", "restore-network", "quarantine", "release", "audit")
+Audit = Callable[[], list[dict[str, str]]]
 
 
-def carry_out(board: Board, runtime: AppRuntime | None, action: str, app: str) -> str:
+def carry_out(board: Board, runtime: AppRuntime | None, action: str, app: str,
+              audit: Audit | None = None) -> str:
     """Do one order; return what was done (raises Error when it cannot be done)."""
     if action not in KINDS:
         raise InputError(f"unknown order {action!r}")
+    if action == "audit":
+        if audit is None:
+            raise StateError("monitoring is off on this gateway: no audit to send")
+        found = audit()
+        high = sum(1 for f in found if f.get("severity") == "high")
+        return f"hardening audit run: {len(found)} findings ({high} high), sent to the server"
     if action in ("stop-app", "cut-network", "restore-network"):
         store.current(board, app)  # an installed app, or NotFound
     if action == "stop-app":
@@ -56,13 +65,14 @@ def _restart(runtime: AppRuntime | None, apps: set[str]) -> None:
 
 
 def follow(board: Board, runtime: AppRuntime | None, client: ApiClient,
-           say: Callable[[str], None]) -> list[tuple[int, str, str]]:
+           say: Callable[[str], None], audit: Audit | None = None
+           ) -> list[tuple[int, str, str]]:
     """Fetch, carry out and report the pending orders; return (id, status, result)."""
     done = []
     for order in client.call("GET", "/v1/gateway/actions").get("actions", []):
         ident, action, app = int(order["id"]), str(order["action"]), str(order.get("app") or "")
         try:
-            status, result = "done", carry_out(board, runtime, action, app)
+            status, result = "done", carry_out(board, runtime, action, app, audit)
         except Error as e:
             status, result = "failed", e.message
         say(f"order {ident} ({action}{' ' + app if app else ''}): {status}: {result}")

@@ -72,6 +72,7 @@ class Monitoring:
         self.audit_due = 0.0
         self.pending_audit: dict[str, Any] | None = None
         self.logs_held_until = 0.0  # monotonic; the server asked for the logs to wait
+        self._auditing = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: dict[str, Any] = {}  # the latest report, for status and tests
@@ -173,15 +174,19 @@ class Monitoring:
         return report
 
     def audit(self) -> list[dict[str, str]]:
+        """Run the hardening audit (daily, or when an operator orders it: one at a time)
+        and queue its findings; the loop is woken to send them."""
         from edgeward.device.hardening import booted  # mounts: only when it runs
 
-        findings = [f.to_dict() for f in booted.audit_board(self.board)]
+        with self._auditing:
+            findings = [f.to_dict() for f in booted.audit_board(self.board)]
         self.pending_audit = {
             "batch": os.urandom(16).hex(), "at": time.time(), "findings": findings}
         for f in findings:
             if f["severity"] == "high":
                 self.outbox.add(SecurityEvent(time.time(), "", "audit",
                                               f"hardening audit: {f['title']}", f))
+        self.outbox.ready.set()
         return findings
 
     # --- the loop -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from edgeward.server.state import state_of
 router = APIRouter()
 
 ActionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-Kind = Literal["stop-app", "cut-network", "restore-network", "quarantine", "release"]
+Kind = Literal["stop-app", "cut-network", "restore-network", "quarantine", "release", "audit"]
 
 
 class OrderRequest(Body):

@@ -1,13 +1,14 @@
 """Remediation: what operators order a gateway to do about an alert, and its queue.
 
-Actions: ``stop-app``, ``cut-network`` and ``restore-network`` (of one app), and
+Actions: ``stop-app``, ``cut-network`` and ``restore-network`` (of one app),
 ``quarantine`` and ``release`` (the whole gateway: while quarantined, only its update and
-monitoring channels to this server stay open). An order is queued ``pending``; the gateway
-fetches its queue over mutual TLS (``delivered``; fetched again until it reports, so an
-agent that restarts mid-way misses nothing: the actions are idempotent on the gateway)
-and reports each ``done`` or ``failed``. Quarantine is also a state the server keeps
-(``gateway_monitor.quarantined``), set when it is ordered, so operators see it at once
-and the gateway learns it with every fetch.
+monitoring channels to this server stay open), and ``audit`` (run the gateway's hardening
+audit now and send its findings, rather than wait for the daily one). An order is queued
+``pending``; the gateway fetches its queue over mutual TLS (``delivered``; fetched again
+until it reports, so an agent that restarts mid-way misses nothing: the actions are
+idempotent on the gateway) and reports each ``done`` or ``failed``. Quarantine is also a
+state the server keeps (``gateway_monitor.quarantined``), set when it is ordered, so
+operators see it at once and the gateway learns it with every fetch.
 
 Each order is in the audit log of the ordering principal's tenant; ordering about an
 open alert acknowledges it. A gateway's queue holds the actions of whoever holds it now.
@@ -29,7 +30,8 @@ from edgeward.server.services.authz import Action, Principal, authorize
 from edgeward.server.services.tenants import check_name
 
 APP_ACTIONS = ("stop-app", "cut-network", "restore-network")
-GATEWAY_ACTIONS = ("quarantine", "release")
+QUARANTINE_ACTIONS = ("quarantine", "release")
+GATEWAY_ACTIONS = (*QUARANTINE_ACTIONS, "audit")
 ACTIONS = APP_ACTIONS + GATEWAY_ACTIONS
 OUTCOMES = ("done", "failed")
 OPEN = ("pending", "delivered")  # not reported yet
@@ -86,7 +88,7 @@ def order(session: Session, principal: Principal, gateway_serial: str, action: s
                         app=app, alert_id=alert_id, status="pending", result="",
                         requested_by=principal.actor, requested_at=now)
     session.add(row)
-    if action in GATEWAY_ACTIONS:
+    if action in QUARANTINE_ACTIONS:
         monitor = _monitor(session, gateway)
         monitor.quarantined = action == "quarantine"
         monitor.quarantined_at = now if monitor.quarantined else None
