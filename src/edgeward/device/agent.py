@@ -243,7 +243,8 @@ class Agent:
             self.monitoring = None
 
     def follow_orders(self, client: ApiClient) -> None:
-        """Carry out what operators ordered (stop an app, cut its network, quarantine)."""
+        """Carry out what operators ordered (stop an app, cut its network, quarantine,
+        audit now)."""
         try:
             orders.follow(self.board, self.apps, client, self.say,
                           self.monitoring.audit if self.monitoring is not None else None)
