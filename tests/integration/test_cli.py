@@ -78,7 +78,6 @@ def test_attest_and_verify_from_the_cli(fleet: Path, tmp_path: Path) -> None:
 
 
 def test_tampered_kernel_refuses_to_boot_with_exit_5(fleet: Path, tmp_path: Path) -> None:
-
     device = tmp_path / "tampered"
     shutil.copytree(fleet / "c-1", device)
     kernel = device / "flash/kernel_a.img"
