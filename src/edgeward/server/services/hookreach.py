@@ -66,17 +66,12 @@ def loopback(host: str) -> bool:
 def judge_written(host: str, allow: tuple[Network, ...]) -> None:
     """When a hook is set: an address or ``localhost`` in its URL must be allowed (a name
     is judged as it resolves, when an alert is posted)."""
-    if host.lower() in _LOCALHOST:
-        written: list[Address] = [ipaddress.ip_address("127.0.0.1")]
-    else:
-        try:
-            written = [ipaddress.ip_address(host)]
-        except ValueError:
-            return
-    for address in written:
-        if not allowed(address, allow):
-            raise InputError(f"hook host {host} is {address}, not on the public internet: "
-                             f"{HINT}")
+    try:
+        address = ipaddress.ip_address("127.0.0.1" if host.lower() in _LOCALHOST else host)
+    except ValueError:
+        return
+    if not allowed(address, allow):
+        raise InputError(f"hook host {host} is {address}, not on the public internet: {HINT}")
 
 
 def resolve(host: str, port: int, allow: tuple[Network, ...]) -> str:

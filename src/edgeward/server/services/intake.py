@@ -43,12 +43,18 @@ class Incoming:
     count: int = 1
 
 
+def refill(tokens: float, last: dt.datetime, now: dt.datetime, burst: int,
+           rate: float) -> float:
+    """A token bucket's tokens now, pure: ``rate`` a second since ``last``, never above
+    ``burst``. A clock that went backwards refills nothing."""
+    return min(float(burst), tokens + max(0.0, (now - last).total_seconds()) * rate)
+
+
 def take(tokens: float, last: dt.datetime, now: dt.datetime, wanted: int, burst: int,
          rate: float) -> tuple[int, float]:
     """The token bucket, pure: how many of ``wanted`` events pass now, and the tokens
-    left. A clock that went backwards refills nothing."""
-    elapsed = max(0.0, (now - last).total_seconds())
-    available = min(float(burst), tokens + elapsed * rate)
+    left."""
+    available = refill(tokens, last, now, burst, rate)
     passed = max(0, min(wanted, int(available)))
     return passed, available - passed
 

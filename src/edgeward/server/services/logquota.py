@@ -21,6 +21,8 @@ import datetime as dt
 import threading
 from dataclasses import dataclass
 
+from edgeward.server.services.intake import refill
+
 FLOOD = "logs.flood"
 BURST = 5000  # lines a gateway may send at once ...
 RATE = 50.0  # ... and per second after that (4.3 M lines a day)
@@ -32,8 +34,8 @@ def admit(tokens: float, last: dt.datetime, now: dt.datetime, wanted: int, burst
           rate: float) -> tuple[bool, float, float]:
     """The bucket, pure: whether a batch of ``wanted`` passes whole now, the tokens then
     left, and (refused) the seconds until it would pass. A batch larger than the burst
-    passes on a full bucket, its excess owed; a clock gone backwards refills nothing."""
-    available = min(float(burst), tokens + max(0.0, (now - last).total_seconds()) * rate)
+    passes on a full bucket, its excess owed (the bucket is intake.py's)."""
+    available = refill(tokens, last, now, burst, rate)
     need = min(wanted, burst)
     if available >= need:
         return True, available - wanted, 0.0

@@ -110,6 +110,11 @@ def listed(session: Session, principal: Principal, gateway_serial: str, limit: i
            ) -> list[dict[str, Any]]:
     """A gateway's actions, newest first (its current holder's)."""
     gateway = registry.find(session, principal, gateway_serial, Action.GATEWAY_READ)
+    return actions_of(session, gateway, limit)
+
+
+def actions_of(session: Session, gateway: Gateway, limit: int = 100) -> list[dict[str, Any]]:
+    """The actions of a gateway the caller found and may read, newest first."""
     rows = session.execute(select(GatewayAction).where(
         GatewayAction.gateway_id == gateway.id, _same_holder(gateway))
         .order_by(GatewayAction.id.desc()).limit(min(limit, 1000))).scalars()

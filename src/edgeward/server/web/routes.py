@@ -155,7 +155,7 @@ def gateway(serial: Serial, request: Request,
                 "dropped": security.dropped(session, who, found)["total"],
                 "findings": findings.listed(session, who, now, gateway=serial),
                 "quarantined_since": remediation.quarantined_since(session, found),
-                "actions": remediation.listed(session, who, serial, 10),
+                "actions": remediation.actions_of(session, found, 10),
                 "charts": charts.for_gateway(session, found, now,
                                              dt.timedelta(hours=hours)), "hours": hours}
 
